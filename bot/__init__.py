@@ -1,0 +1,1 @@
+"""A Discord bot that runs Hugging Face models in-process."""

