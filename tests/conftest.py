@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from transformers.utils import logging as hf_logging
 
+from bot.inference.engine import EngineConfig, InferenceEngine, ModelRole
+from bot.inference.worker import WorkerLimits
 from bot.storage import migrate
 from bot.storage.engine import SessionFactory, create_engine, create_session_factory
 
@@ -25,3 +29,48 @@ async def sessions(database_url: str) -> AsyncIterator[SessionFactory]:
     engine = create_engine(database_url)
     yield create_session_factory(engine)
     await engine.dispose()
+
+
+@dataclass(frozen=True)
+class TinyModels:
+    sentiment: str
+    emotion: str
+    summarization: str
+    chat: str
+
+    def as_roles(self) -> dict[ModelRole, str]:
+        return {
+            "sentiment": self.sentiment,
+            "emotion": self.emotion,
+            "summarization": self.summarization,
+            "chat": self.chat,
+        }
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> TinyModels:
+    """Tiny local models, built once per test run."""
+    from tests import tiny_models as build
+
+    hf_logging.disable_progress_bar()
+    root = tmp_path_factory.mktemp("models")
+    return TinyModels(
+        sentiment=str(build.build_sentiment_model(root / "sentiment")),
+        emotion=str(build.build_emotion_model(root / "emotion")),
+        summarization=str(build.build_bart_model(root / "bart")),
+        chat=str(build.build_llama_chat_model(root / "llama")),
+    )
+
+
+@pytest.fixture
+async def engine(tiny_models: TinyModels) -> AsyncIterator[InferenceEngine]:
+    """An inference engine over the tiny models, on the CPU."""
+    engine = InferenceEngine(
+        EngineConfig(
+            models=tiny_models.as_roles(),
+            device="cpu",
+            limits=WorkerLimits(max_batch_size=16, max_wait_s=0.01, queue_limit=64, timeout_s=60),
+        )
+    )
+    yield engine
+    await engine.aclose()

