@@ -1,0 +1,101 @@
+"""Composition root: builds every resource once and hands them to the Bot."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+import discord
+import yarl
+from discord.gateway import DiscordWebSocket
+from discord.http import Route
+
+from bot.client import Bot
+from bot.inference.engine import EngineConfig, InferenceEngine
+from bot.services.container import Services
+from bot.services.conversations import ConversationService
+from bot.services.cooldowns import Cooldowns
+from bot.services.sentiment import SentimentService
+from bot.services.summaries import SummaryService
+from bot.settings import Settings
+from bot.storage import migrate
+from bot.storage.engine import create_engine, create_session_factory
+from bot.storage.repositories import ChannelSettingsStore, ConversationStore
+
+log = logging.getLogger(__name__)
+
+RETENTION_INTERVAL_S = 3600.0
+
+
+def configure_discord_endpoints(settings: Settings) -> None:
+    """Point discord.py at DISCORD_API_BASE and DISCORD_GATEWAY_URL (the one place this is done)."""
+    Route.BASE = settings.discord_api_base.rstrip("/")
+    DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(settings.discord_gateway_url)
+
+
+async def build_bot(settings: Settings) -> Bot:
+    """Migrate the database, build the services and the Bot around them."""
+    await asyncio.to_thread(migrate.upgrade, settings.database_url)
+    configure_discord_endpoints(settings)
+    database = create_engine(settings.database_url)
+    sessions = create_session_factory(database)
+    engine = InferenceEngine(EngineConfig.from_settings(settings))
+    sentiment = SentimentService(engine)
+    services = Services(
+        engine=engine,
+        sentiment=sentiment,
+        summaries=SummaryService(engine, sentiment),
+        conversations=ConversationService(
+            engine,
+            ConversationStore(sessions),
+            ChannelSettingsStore(sessions),
+            max_new_tokens=settings.chat_max_new_tokens,
+        ),
+        cooldowns=Cooldowns(settings.command_cooldown_s),
+    )
+
+    async def release() -> None:
+        await engine.aclose()
+        await database.dispose()
+
+    bot = Bot(settings, services, on_close=release)
+    if settings.warmup:
+        bot.run_in_background(engine.warmup(), "warmup")
+    bot.run_in_background(_retention_loop(services.conversations, settings), "retention")
+    return bot
+
+
+async def _retention_loop(conversations: ConversationService, settings: Settings) -> None:
+    while True:
+        try:
+            await conversations.prune(settings.conversation_retention_days)
+        except Exception:
+            log.exception("retention pruning failed; will retry")
+        await asyncio.sleep(RETENTION_INTERVAL_S)
+
+
+async def run_bot(settings: Settings) -> int:
+    """Start the bot and run until it is stopped; returns the process exit code."""
+    assert settings.discord_token is not None
+    bot = await build_bot(settings)
+    # `docker stop` and systemd send SIGTERM: close the gateway and the database cleanly.
+    loop = asyncio.get_running_loop()
+    stopping: list[asyncio.Task[None]] = []  # a reference keeps the task alive
+    for signal_number in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(
+            signal_number, lambda: stopping.append(loop.create_task(bot.close()))
+        )
+    try:
+        async with bot:
+            await bot.start(settings.discord_token.get_secret_value())
+    except discord.LoginFailure:
+        log.error("Discord refused the token: check DISCORD_TOKEN")
+        return 1
+    except discord.PrivilegedIntentsRequired:
+        log.error(
+            "Discord refused the message content intent (close code 4014): enable "
+            "'Message Content Intent' for this bot in the developer portal, under Bot."
+        )
+        return 1
+    return 0

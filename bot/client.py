@@ -1,0 +1,103 @@
+"""The Bot: discord.py client with the services injected; loads extensions, syncs commands."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+import discord
+from discord.ext import commands
+
+from bot.cogs.errors import BotTree
+from bot.formatting import NO_MENTIONS
+from bot.services.container import Services
+from bot.settings import Settings
+
+log = logging.getLogger(__name__)
+
+EXTENSIONS = (
+    "bot.cogs.sentiment",
+    "bot.cogs.summarize",
+    "bot.cogs.chat",
+)
+
+
+def bot_intents() -> discord.Intents:
+    """Guilds, guild messages and (privileged) message content."""
+    intents = discord.Intents.none()
+    intents.guilds = True
+    intents.guild_messages = True
+    intents.message_content = True
+    return intents
+
+
+# The bot never joins voice; don't warn about voice libraries at every start.
+discord.VoiceClient.warn_nacl = False
+discord.VoiceClient.warn_dave = False
+
+
+class Bot(commands.Bot):
+    """The bot. Resources are built in ``bot.app`` and passed in."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        services: Services,
+        *,
+        on_close: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        super().__init__(
+            command_prefix=commands.when_mentioned,
+            intents=bot_intents(),
+            tree_cls=BotTree,
+            allowed_mentions=NO_MENTIONS,
+            help_command=None,
+        )
+        self.settings = settings
+        self.services = services
+        self._on_close = on_close
+        self._background: set[asyncio.Task[None]] = set()
+
+    async def setup_hook(self) -> None:
+        for extension in EXTENSIONS:
+            await self.load_extension(extension)
+        await self.sync_commands()
+
+    async def sync_commands(self) -> None:
+        """Sync slash commands: to the dev guild when set (instant), else globally."""
+        guild_id = self.settings.discord_dev_guild_id
+        if guild_id is not None:
+            guild = discord.Object(id=guild_id)
+            self.tree.copy_global_to(guild=guild)
+            synced = await self.tree.sync(guild=guild)
+        else:
+            synced = await self.tree.sync()
+        log.info(
+            "synced %d application commands%s",
+            len(synced),
+            f" to guild {guild_id}" if guild_id else " globally",
+        )
+
+    async def on_ready(self) -> None:
+        assert self.user is not None
+        self.services.conversations.bot_user_id = self.user.id
+        log.info("connected as %s (%d guilds)", self.user, len(self.guilds))
+
+    async def on_message(self, message: discord.Message) -> None:
+        # No prefix commands: everything is a slash command; cogs listen to messages themselves.
+        return
+
+    def run_in_background(self, coroutine: Awaitable[None], name: str) -> None:
+        """Start a task the bot keeps a reference to (and cancels on close)."""
+        task = asyncio.ensure_future(coroutine)
+        task.set_name(name)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def close(self) -> None:
+        for task in list(self._background):
+            task.cancel()
+        await super().close()
+        if self._on_close is not None:
+            await self._on_close()

@@ -1,0 +1,188 @@
+"""/chat, channel conversation mode, and the memory controls (/reset, /forget, /history)."""
+
+from __future__ import annotations
+
+import logging
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.client import Bot
+from bot.cogs.errors import describe
+from bot.cogs.streaming import StreamingReply
+from bot.errors import InvalidInputError
+from bot.formatting import NO_MENTIONS, split_message, truncate
+from bot.services.conversations import (
+    MAX_MESSAGE_CHARS,
+    MAX_PERSONA_CHARS,
+    ConversationService,
+    Speaker,
+)
+
+log = logging.getLogger(__name__)
+
+
+def location(interaction: discord.Interaction) -> tuple[int, int]:
+    """Guild and channel ids of a server interaction."""
+    if interaction.guild_id is None or interaction.channel_id is None:
+        raise InvalidInputError("That command only works in a server channel.")
+    return interaction.guild_id, interaction.channel_id
+
+
+def speaker_of(user: discord.abc.User, guild_id: int, channel_id: int) -> Speaker:
+    return Speaker(guild_id, channel_id, user.id, user.display_name)
+
+
+class ChatCog(commands.Cog):
+    conversation = app_commands.Group(
+        name="conversation",
+        description="Channel conversation mode and persona",
+        guild_only=True,
+        default_permissions=discord.Permissions(manage_channels=True),
+    )
+
+    def __init__(self, bot: Bot) -> None:
+        self.bot = bot
+
+    @property
+    def conversations(self) -> ConversationService:
+        return self.bot.services.conversations
+
+    @app_commands.command(
+        name="chat", description="Talk with the bot; it remembers this channel's conversation"
+    )
+    @app_commands.describe(message="What you want to say")
+    @app_commands.guild_only()
+    async def chat(
+        self,
+        interaction: discord.Interaction,
+        message: app_commands.Range[str, 1, MAX_MESSAGE_CHARS],
+    ) -> None:
+        guild_id, channel_id = location(interaction)
+        await interaction.response.defer(thinking=True)
+        reply = StreamingReply(
+            lambda text: interaction.followup.send(text, wait=True, allowed_mentions=NO_MENTIONS),
+            lambda text: interaction.followup.send(text, wait=True, allowed_mentions=NO_MENTIONS),
+        )
+        speaker = speaker_of(interaction.user, guild_id, channel_id)
+        async for piece in self.conversations.respond(speaker, message):
+            await reply.add(piece)
+        await reply.finish()
+
+    @commands.Cog.listener()
+    async def on_message(self, message: discord.Message) -> None:
+        if message.author.bot or message.guild is None or not message.content.strip():
+            return
+        if not await self._should_answer(message):
+            return
+        text = self._without_mention(message)
+        speaker = speaker_of(message.author, message.guild.id, message.channel.id)
+        reply = StreamingReply(
+            lambda content: message.reply(content, allowed_mentions=NO_MENTIONS),
+            lambda content: message.channel.send(content, allowed_mentions=NO_MENTIONS),
+        )
+        try:
+            async with message.channel.typing():
+                stream = aiter(self.conversations.respond(speaker, text))
+                first = await anext(stream, None)
+            if first is not None:
+                await reply.add(first)
+                async for piece in stream:
+                    await reply.add(piece)
+            await reply.finish()
+        except Exception as error:  # a message handler must answer, never die silently
+            text, expected = describe(error)
+            if not expected:
+                log.exception("conversation reply failed in channel %s", message.channel.id)
+                text = text or "Something went wrong on my side; please try again."
+            await message.reply(text, allowed_mentions=NO_MENTIONS)
+
+    async def _should_answer(self, message: discord.Message) -> bool:
+        me = self.bot.user
+        if me is not None and me in message.mentions:
+            return True
+        replied_to = message.reference.resolved if message.reference else None
+        if isinstance(replied_to, discord.Message) and me and replied_to.author.id == me.id:
+            return True
+        assert message.guild is not None
+        return await self.conversations.is_conversation_channel(
+            message.guild.id, message.channel.id
+        )
+
+    def _without_mention(self, message: discord.Message) -> str:
+        text = message.content
+        if self.bot.user is not None:
+            for form in (f"<@{self.bot.user.id}>", f"<@!{self.bot.user.id}>"):
+                text = text.replace(form, "")
+        return text.strip() or message.content
+
+    @conversation.command(name="enable", description="Answer every message in this channel")
+    async def enable(self, interaction: discord.Interaction) -> None:
+        await self._set_mode(interaction, enabled=True)
+
+    @conversation.command(name="disable", description="Only answer when mentioned or replied to")
+    async def disable(self, interaction: discord.Interaction) -> None:
+        await self._set_mode(interaction, enabled=False)
+
+    async def _set_mode(self, interaction: discord.Interaction, *, enabled: bool) -> None:
+        guild_id, channel_id = location(interaction)
+        await self.conversations.set_mode(guild_id, channel_id, enabled=enabled)
+        state = "on: I'll answer every message here" if enabled else "off: mention me to talk"
+        await interaction.response.send_message(f"Conversation mode is {state}.")
+
+    @conversation.command(name="persona", description="Set how the bot behaves in this channel")
+    @app_commands.describe(text="A system prompt, e.g. 'You are a pirate.' Leave empty to reset.")
+    async def persona(
+        self,
+        interaction: discord.Interaction,
+        text: app_commands.Range[str, 0, MAX_PERSONA_CHARS] | None = None,
+    ) -> None:
+        guild_id, channel_id = location(interaction)
+        persona = await self.conversations.set_persona(guild_id, channel_id, text)
+        await interaction.response.send_message(
+            f"Persona for this channel:\n> {truncate(persona, 1500)}", allowed_mentions=NO_MENTIONS
+        )
+
+    @app_commands.command(name="reset", description="Forget this channel's conversation")
+    @app_commands.guild_only()
+    @app_commands.default_permissions(manage_messages=True)
+    async def reset(self, interaction: discord.Interaction) -> None:
+        guild_id, channel_id = location(interaction)
+        removed = await self.conversations.reset(guild_id, channel_id)
+        await interaction.response.send_message(
+            f"Done - I forgot this channel's conversation ({removed} messages)."
+        )
+
+    @app_commands.command(
+        name="forget", description="Delete everything you said to the bot in this server"
+    )
+    @app_commands.guild_only()
+    async def forget(self, interaction: discord.Interaction) -> None:
+        guild_id, _ = location(interaction)
+        removed = await self.conversations.forget_member(guild_id, interaction.user.id)
+        await interaction.response.send_message(
+            f"Deleted {removed} of your messages from my memory of this server.", ephemeral=True
+        )
+
+    @app_commands.command(name="history", description="Show what the bot remembers of this channel")
+    @app_commands.describe(turns="How many recent messages to show")
+    @app_commands.guild_only()
+    async def history(
+        self, interaction: discord.Interaction, turns: app_commands.Range[int, 1, 50] = 10
+    ) -> None:
+        guild_id, channel_id = location(interaction)
+        remembered = await self.conversations.history(guild_id, channel_id, turns)
+        if not remembered:
+            raise InvalidInputError("I don't remember anything of this channel.")
+        lines = [f"**{t.author_name}**: {truncate(t.content, 300)}" for t in remembered]
+        pieces = split_message("\n".join(lines))
+        await interaction.response.send_message(
+            pieces[0], ephemeral=True, allowed_mentions=NO_MENTIONS
+        )
+        for piece in pieces[1:]:
+            await interaction.followup.send(piece, ephemeral=True, allowed_mentions=NO_MENTIONS)
+
+
+async def setup(bot: Bot) -> None:
+    await bot.add_cog(ChatCog(bot))

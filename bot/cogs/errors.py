@@ -1,0 +1,73 @@
+"""The one error handler of the command tree, and the reply helpers it shares with cogs."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+from sqlalchemy.exc import SQLAlchemyError
+
+from bot.errors import StorageError, UserFacingError
+from bot.formatting import NO_MENTIONS
+
+log = logging.getLogger(__name__)
+
+
+def describe(error: BaseException) -> tuple[str, bool]:
+    """The message a member sees for ``error`` and whether it was expected."""
+    if isinstance(error, app_commands.CommandInvokeError):
+        error = error.original
+    if isinstance(error, UserFacingError):
+        return error.message, True
+    if isinstance(error, SQLAlchemyError):
+        return StorageError().message, False
+    if isinstance(error, app_commands.MissingPermissions):
+        needed = ", ".join(p.replace("_", " ").title() for p in error.missing_permissions)
+        return f"You need the {needed} permission to do that.", True
+    if isinstance(error, app_commands.BotMissingPermissions):
+        needed = ", ".join(p.replace("_", " ").title() for p in error.missing_permissions)
+        return f"I need the {needed} permission here to do that.", True
+    if isinstance(error, app_commands.NoPrivateMessage):
+        return "That command only works in a server.", True
+    if isinstance(error, app_commands.CheckFailure):
+        return "You can't use that command here.", True
+    return "", False
+
+
+async def send_ephemeral(interaction: discord.Interaction, content: str) -> None:
+    """Answer privately, whether or not the interaction was already answered or deferred."""
+    if interaction.is_expired():
+        log.warning("interaction %s expired before the bot could answer", interaction.id)
+        return
+    try:
+        if interaction.response.is_done():
+            await interaction.followup.send(content, ephemeral=True, allowed_mentions=NO_MENTIONS)
+        else:
+            await interaction.response.send_message(
+                content, ephemeral=True, allowed_mentions=NO_MENTIONS
+            )
+    except discord.HTTPException:
+        log.exception("could not send an error reply for interaction %s", interaction.id)
+
+
+class BotTree(app_commands.CommandTree[commands.Bot]):
+    """Turns known errors into friendly replies and logs the rest with an id shown to the user."""
+
+    async def on_error(
+        self, interaction: discord.Interaction, error: app_commands.AppCommandError
+    ) -> None:
+        message, expected = describe(error)
+        name = interaction.command.qualified_name if interaction.command else "?"
+        if expected:
+            log.debug("/%s: %s", name, message)
+        else:
+            error_id = secrets.token_hex(4)
+            original = getattr(error, "original", error)
+            log.error("error %s in /%s", error_id, name, exc_info=original)
+            message = (message or "Something went wrong on my side.") + (
+                f" If it keeps happening, tell the bot's operator: error id `{error_id}`."
+            )
+        await send_ephemeral(interaction, message)

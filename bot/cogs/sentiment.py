@@ -1,0 +1,75 @@
+"""/sentiment and the "Analyze sentiment" message menu."""
+
+from __future__ import annotations
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.client import Bot
+from bot.formatting import NO_MENTIONS, bar, truncate
+from bot.services.sentiment import MAX_TEXT_CHARS, SentimentResult, is_negative
+
+EMOTIONS_SHOWN = 8
+
+
+def sentiment_embed(result: SentimentResult, text: str) -> discord.Embed:
+    """An embed with the label, or the emotion distribution as a bar chart."""
+    if result.emotions:
+        lines = [
+            f"`{bar(e.score)}` {e.label} {e.score:.0%}" for e in result.emotions[:EMOTIONS_SHOWN]
+        ]
+        embed = discord.Embed(title=f"Mostly {result.label}", description="\n".join(lines))
+    else:
+        colour = discord.Colour.red() if is_negative(result.label) else discord.Colour.green()
+        embed = discord.Embed(
+            title=f"{result.label.title()} ({result.score:.1%} confident)", colour=colour
+        )
+    embed.add_field(name="Text", value=truncate(text, 1000), inline=False)
+    return embed
+
+
+class SentimentCog(commands.Cog):
+    def __init__(self, bot: Bot) -> None:
+        self.bot = bot
+        self.menu = app_commands.ContextMenu(
+            name="Analyze sentiment", callback=self.analyze_message
+        )
+
+    async def cog_load(self) -> None:
+        self.bot.tree.add_command(self.menu)
+
+    async def cog_unload(self) -> None:
+        self.bot.tree.remove_command(self.menu.name, type=self.menu.type)
+
+    @app_commands.command(name="sentiment", description="How positive or negative is a text?")
+    @app_commands.describe(
+        text="The text to analyse",
+        emotions="Show the full emotion distribution (go_emotions) instead",
+        private="Only you see the answer",
+    )
+    async def sentiment(
+        self,
+        interaction: discord.Interaction,
+        text: app_commands.Range[str, 1, MAX_TEXT_CHARS],
+        emotions: bool = False,
+        private: bool = False,
+    ) -> None:
+        await interaction.response.defer(ephemeral=private, thinking=True)
+        result = await self.bot.services.sentiment.analyze(text, emotions=emotions)
+        await interaction.followup.send(
+            embed=sentiment_embed(result, text), ephemeral=private, allowed_mentions=NO_MENTIONS
+        )
+
+    async def analyze_message(
+        self, interaction: discord.Interaction, message: discord.Message
+    ) -> None:
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        result = await self.bot.services.sentiment.analyze(message.content)
+        embed = sentiment_embed(result, message.content)
+        embed.url = message.jump_url
+        await interaction.followup.send(embed=embed, ephemeral=True, allowed_mentions=NO_MENTIONS)
+
+
+async def setup(bot: Bot) -> None:
+    await bot.add_cog(SentimentCog(bot))

@@ -1,0 +1,108 @@
+"""/summarize: a text, or the channel's recent discussion with its mood."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.client import Bot
+from bot.errors import InvalidInputError
+from bot.formatting import EMBED_DESCRIPTION_LIMIT, NO_MENTIONS, split_message, truncate
+from bot.services.summaries import MAX_TEXT_CHARS, ChannelMessage, ChannelSummary, parse_duration
+
+
+def as_channel_message(message: discord.Message) -> ChannelMessage:
+    """What the summarizer needs of a Discord message."""
+    return ChannelMessage(
+        id=message.id,
+        author_name=message.author.display_name,
+        content=message.content,
+        created_at=message.created_at,
+        author_is_bot=message.author.bot,
+        has_attachments_or_embeds=bool(message.attachments or message.embeds),
+    )
+
+
+def summary_embed(summary: ChannelSummary, guild_id: int, channel_id: int) -> discord.Embed:
+    """Bullets with jump links, the mood, and what was skipped."""
+    base = f"https://discord.com/channels/{guild_id}/{channel_id}"
+    lines = [f"• {truncate(b.text, 400)} [→]({base}/{b.message_id})" for b in summary.bullets]
+    mood = summary.mood
+    embed = discord.Embed(
+        title=f"Summary of the last {summary.messages_used} messages",
+        description="\n".join(lines)[:EMBED_DESCRIPTION_LIMIT],
+    )
+    embed.add_field(
+        name="Mood",
+        value=f"{mood.label} ({mood.positive} positive, {mood.negative} negative)",
+        inline=False,
+    )
+    skipped = []
+    if summary.skipped_no_text:
+        skipped.append(f"{summary.skipped_no_text} without text (attachments/embeds only)")
+    if summary.skipped_bots:
+        skipped.append(f"{summary.skipped_bots} from bots")
+    if skipped:
+        embed.set_footer(text="Skipped: " + ", ".join(skipped))
+    return embed
+
+
+class SummarizeCog(commands.Cog):
+    def __init__(self, bot: Bot) -> None:
+        self.bot = bot
+
+    @app_commands.command(
+        name="summarize", description="Summarise a text or this channel's recent messages"
+    )
+    @app_commands.describe(
+        text="A text to summarise (leave empty to summarise the channel)",
+        messages="How many recent messages to read (5-500)",
+        since="Only messages newer than this, like 30m, 2h or 1d",
+        private="Only you see the summary",
+        min_length="Shortest summary, in tokens (text only)",
+        max_length="Longest summary, in tokens (text only)",
+    )
+    @app_commands.guild_only()
+    async def summarize(
+        self,
+        interaction: discord.Interaction,
+        text: app_commands.Range[str, 1, MAX_TEXT_CHARS] | None = None,
+        messages: app_commands.Range[int, 5, 500] = 50,
+        since: str | None = None,
+        private: bool = False,
+        min_length: app_commands.Range[int, 0, 500] = 30,
+        max_length: app_commands.Range[int, 10, 1000] = 130,
+    ) -> None:
+        self.bot.services.cooldowns.hit(interaction.user.id, "summarize")
+        after = datetime.now(UTC) - parse_duration(since) if since else None
+        await interaction.response.defer(ephemeral=private, thinking=True)
+        if text is not None:
+            summary = await self.bot.services.summaries.summarize_text(
+                text, min_length=min_length, max_length=max_length
+            )
+            note = f"\n-# summarised in {summary.chunks} parts" if summary.chunks > 1 else ""
+            for piece in split_message(summary.text + note):
+                await interaction.followup.send(
+                    piece, ephemeral=private, allowed_mentions=NO_MENTIONS
+                )
+            return
+        channel = interaction.channel
+        if not isinstance(channel, discord.abc.Messageable) or interaction.guild_id is None:
+            raise InvalidInputError("I can only summarise text channels.")
+        history = [
+            as_channel_message(m)
+            async for m in channel.history(limit=messages, after=after, oldest_first=False)
+        ]
+        history.reverse()
+        result = await self.bot.services.summaries.summarize_messages(history)
+        embed = summary_embed(result, interaction.guild_id, interaction.channel_id or 0)
+        await interaction.followup.send(
+            embed=embed, ephemeral=private, allowed_mentions=NO_MENTIONS
+        )
+
+
+async def setup(bot: Bot) -> None:
+    await bot.add_cog(SummarizeCog(bot))

@@ -1,0 +1,20 @@
+"""The services the bot is built with (assembled in ``bot.app``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bot.inference.engine import InferenceEngine
+from bot.services.conversations import ConversationService
+from bot.services.cooldowns import Cooldowns
+from bot.services.sentiment import SentimentService
+from bot.services.summaries import SummaryService
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    engine: InferenceEngine
+    sentiment: SentimentService
+    summaries: SummaryService
+    conversations: ConversationService
+    cooldowns: Cooldowns

@@ -1,0 +1,155 @@
+"""Channel conversations: what the model sees, what is remembered, and in which order."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from bot.errors import InvalidInputError
+from bot.inference.chat import ChatMessage
+from bot.inference.engine import InferenceEngine
+from bot.storage.records import NewTurn, Role, Turn
+from bot.storage.repositories import ChannelSettingsStore, ConversationStore
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PERSONA = (
+    "You are a friendly, helpful assistant in a Discord server. Several people talk to you; "
+    "each of their messages starts with their name. Answer briefly and kindly."
+)
+MAX_MESSAGE_CHARS = 4000
+MAX_PERSONA_CHARS = 1000
+# Turns read from the database per answer; the model's window then decides how many fit.
+HISTORY_WINDOW = 60
+
+
+@dataclass(frozen=True, slots=True)
+class Speaker:
+    guild_id: int
+    channel_id: int
+    author_id: int
+    author_name: str
+
+
+class ConversationService:
+    """Answers members in a channel with that channel's remembered conversation."""
+
+    def __init__(
+        self,
+        engine: InferenceEngine,
+        turns: ConversationStore,
+        channels: ChannelSettingsStore,
+        *,
+        bot_user_id: int = 0,
+        max_new_tokens: int = 256,
+    ) -> None:
+        self._engine = engine
+        self._turns = turns
+        self._channels = channels
+        self.bot_user_id = bot_user_id
+        self._max_new_tokens = max_new_tokens
+        # One answer at a time per channel, in arrival order (asyncio locks are FIFO).
+        self._channel_locks: defaultdict[int, asyncio.Lock] = defaultdict(asyncio.Lock)
+
+    async def respond(self, speaker: Speaker, text: str) -> AsyncIterator[str]:
+        """Stream the answer to ``text``; both turns are stored (the question before generating)."""
+        text = text.strip()
+        if not text:
+            raise InvalidInputError("Say something and I'll answer.")
+        if len(text) > MAX_MESSAGE_CHARS:
+            raise InvalidInputError(f"Please keep messages under {MAX_MESSAGE_CHARS} characters.")
+        async with self._channel_locks[speaker.channel_id]:
+            [tokens] = await self._engine.count_tokens([f"{speaker.author_name}: {text}"])
+            await self._turns.add_turn(
+                NewTurn(
+                    speaker.guild_id,
+                    speaker.channel_id,
+                    speaker.author_id,
+                    speaker.author_name,
+                    Role.USER,
+                    text,
+                    tokens,
+                )
+            )
+            messages = await self._prompt(speaker.guild_id, speaker.channel_id)
+            pieces: list[str] = []
+            async for piece in self._engine.chat_stream(
+                messages, max_new_tokens=self._max_new_tokens
+            ):
+                pieces.append(piece)
+                yield piece
+            answer = "".join(pieces).strip()
+            if answer:
+                [answer_tokens] = await self._engine.count_tokens([answer])
+                await self._turns.add_turn(
+                    NewTurn(
+                        speaker.guild_id,
+                        speaker.channel_id,
+                        self.bot_user_id,
+                        "assistant",
+                        Role.ASSISTANT,
+                        answer,
+                        answer_tokens,
+                    )
+                )
+
+    async def _prompt(self, guild_id: int, channel_id: int) -> list[ChatMessage]:
+        settings = await self._channels.get(guild_id, channel_id)
+        turns = await self._turns.recent_turns(guild_id, channel_id, HISTORY_WINDOW)
+        messages = [ChatMessage("system", settings.persona or DEFAULT_PERSONA)]
+        messages += [_as_message(turn) for turn in turns]
+        return messages
+
+    async def history(self, guild_id: int, channel_id: int, limit: int) -> list[Turn]:
+        """What the bot remembers of a channel, oldest first."""
+        return await self._turns.recent_turns(guild_id, channel_id, limit)
+
+    async def reset(self, guild_id: int, channel_id: int) -> int:
+        """Forget a channel's conversation; returns how many turns went."""
+        async with self._channel_locks[channel_id]:
+            return await self._turns.clear_channel(guild_id, channel_id)
+
+    async def forget_member(self, guild_id: int, author_id: int) -> int:
+        """Delete every turn a member wrote in a guild; returns how many."""
+        return await self._turns.forget_author(guild_id, author_id)
+
+    async def set_mode(self, guild_id: int, channel_id: int, *, enabled: bool) -> None:
+        """Switch channel conversation mode (answer every message) on or off."""
+        await self._channels.update(guild_id, channel_id, conversation_enabled=enabled)
+
+    async def is_conversation_channel(self, guild_id: int, channel_id: int) -> bool:
+        """Whether the bot answers every message in this channel."""
+        return (await self._channels.get(guild_id, channel_id)).conversation_enabled
+
+    async def set_persona(self, guild_id: int, channel_id: int, persona: str | None) -> str:
+        """Set (or with None, reset) the channel's persona; returns the one now in force."""
+        if persona is not None:
+            persona = persona.strip()
+            if len(persona) > MAX_PERSONA_CHARS:
+                raise InvalidInputError(f"Keep the persona under {MAX_PERSONA_CHARS} characters.")
+        settings = await self._channels.update(
+            guild_id, channel_id, persona=persona or None, clear_persona=not persona
+        )
+        return settings.persona or DEFAULT_PERSONA
+
+    async def prune(self, retention_days: int) -> int:
+        """Delete turns older than the retention period (0 keeps everything)."""
+        if retention_days <= 0:
+            return 0
+        removed = await self._turns.prune_older_than(
+            datetime.now(UTC) - timedelta(days=retention_days)
+        )
+        if removed:
+            log.info("retention: removed %d conversation turns", removed)
+        return removed
+
+
+def _as_message(turn: Turn) -> ChatMessage:
+    if turn.role is Role.USER:
+        # Names let the model tell people apart.
+        return ChatMessage("user", f"{turn.author_name}: {turn.content}")
+    return ChatMessage(turn.role.value, turn.content)

@@ -1,0 +1,127 @@
+"""Summaries of a text or of a channel's recent messages, with the discussion's mood."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from bot.errors import InvalidInputError
+from bot.inference.engine import InferenceEngine
+from bot.inference.summarize import Summary
+from bot.services.sentiment import Mood, SentimentService, check_text
+
+MAX_TEXT_CHARS = 20_000
+MAX_BULLETS = 8
+MIN_MESSAGES_CHARS = 40
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelMessage:
+    """One message as the summarizer sees it (built by the Discord glue)."""
+
+    id: int
+    author_name: str
+    content: str
+    created_at: datetime
+    author_is_bot: bool = False
+    has_attachments_or_embeds: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Bullet:
+    text: str
+    message_id: int  # where the summarised stretch of discussion starts
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelSummary:
+    bullets: tuple[Bullet, ...]
+    mood: Mood
+    messages_used: int
+    skipped_bots: int
+    skipped_no_text: int
+
+
+class SummaryService:
+    """Summaries of texts and of channel discussions."""
+
+    def __init__(self, engine: InferenceEngine, sentiment: SentimentService) -> None:
+        self._engine = engine
+        self._sentiment = sentiment
+
+    async def summarize_text(
+        self, text: str, *, min_length: int = 30, max_length: int = 130
+    ) -> Summary:
+        """Summary of a text; long ones are summarised in parts, then as a whole."""
+        text = check_text(text, limit=MAX_TEXT_CHARS)
+        if len(text.split()) < 8:
+            raise InvalidInputError("That text is too short to summarise - it already is one.")
+        return await self._engine.summarize(text, min_length=min_length, max_length=max_length)
+
+    async def summarize_messages(self, messages: Sequence[ChannelMessage]) -> ChannelSummary:
+        """Bullets over a channel's messages (oldest first), each linked to where it starts."""
+        human = [m for m in messages if not m.author_is_bot]
+        usable = [m for m in human if m.content.strip()]
+        skipped_no_text = len(human) - len(usable)
+        if sum(len(m.content) for m in usable) < MIN_MESSAGES_CHARS:
+            raise InvalidInputError(
+                "There isn't enough written discussion here to summarise "
+                f"({len(usable)} messages with text)."
+            )
+        stretches = _stretches(usable, MAX_BULLETS)
+        # Concurrent requests share the summarization worker's batches.
+        summaries = await asyncio.gather(
+            *(
+                self._engine.summarize(_transcript(stretch), min_length=5, max_length=60)
+                for stretch in stretches
+            )
+        )
+        bullets = tuple(
+            Bullet(summary.text, stretch[0].id)
+            for summary, stretch in zip(summaries, stretches, strict=True)
+        )
+        # The tutorials' chaining: messages and summary through the classifier, in one call.
+        mood = await self._sentiment.mood([m.content for m in usable] + [b.text for b in bullets])
+        return ChannelSummary(
+            bullets, mood, len(usable), len(messages) - len(human), skipped_no_text
+        )
+
+
+def _transcript(messages: Sequence[ChannelMessage]) -> str:
+    return "\n".join(f"{m.author_name}: {m.content.strip()}" for m in messages)
+
+
+def _stretches(messages: Sequence[ChannelMessage], count: int) -> list[list[ChannelMessage]]:
+    """Split consecutive messages into at most ``count`` stretches of similar length."""
+    total = sum(len(m.content) for m in messages)
+    target = max(1, -(-total // count))
+    stretches: list[list[ChannelMessage]] = [[]]
+    size = 0
+    for message in messages:
+        if size >= target and len(stretches) < count:
+            stretches.append([])
+            size = 0
+        stretches[-1].append(message)
+        size += len(message.content)
+    return stretches
+
+
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+MAX_SINCE = timedelta(days=28)
+
+
+def parse_duration(value: str) -> timedelta:
+    """Parse ``90m``, ``2h``, ``1d12h`` into a timedelta (friendly error otherwise)."""
+    text = value.strip().lower().replace(" ", "")
+    parts = re.findall(r"(\d+)([smhdw])", text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        raise InvalidInputError(
+            f"I can't read {value!r} as a duration - try something like 30m, 2h or 1d."
+        )
+    duration = timedelta(seconds=sum(int(n) * _DURATION_UNITS[u] for n, u in parts))
+    if not timedelta(0) < duration <= MAX_SINCE:
+        raise InvalidInputError("The duration must be more than 0 and at most 28 days.")
+    return duration

@@ -1,0 +1,66 @@
+"""A loopback Discord and the real bot, built by the composition root of `python -m bot run`."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from bot.app import build_bot
+from bot.client import Bot
+from tests.conftest import TinyModels
+from tests.loopback.harness import LoopbackDiscord, loopback_settings, start_server, stop_server
+
+
+@pytest.fixture
+async def discord_server() -> AsyncIterator[LoopbackDiscord]:
+    server = await start_server()
+    yield server
+    await stop_server(server)
+
+
+class BotRunner:
+    """Starts and stops bots against one loopback Discord."""
+
+    def __init__(self, server: LoopbackDiscord, database_url: str, models: TinyModels) -> None:
+        self.server = server
+        self.database_url = database_url
+        self.models = models
+        self.running: list[tuple[Bot, asyncio.Task[None]]] = []
+
+    async def start(self, **overrides: Any) -> Bot:
+        settings = loopback_settings(
+            self.server, self.database_url, self.models.as_roles(), **overrides
+        )
+        bot = await build_bot(settings)
+        task = asyncio.create_task(bot.start(self.server.fake.token))
+        self.running.append((bot, task))
+        await self.server.wait_for(lambda: bot.is_ready() or task.done(), 20, "the bot to be ready")
+        if task.done():
+            task.result()
+        return bot
+
+    async def stop(self, bot: Bot) -> None:
+        for entry in list(self.running):
+            if entry[0] is bot:
+                self.running.remove(entry)
+                await bot.close()
+                await asyncio.gather(entry[1], return_exceptions=True)
+
+
+@pytest.fixture
+async def bots(
+    discord_server: LoopbackDiscord, database_url: str, tiny_models: TinyModels
+) -> AsyncIterator[BotRunner]:
+    runner = BotRunner(discord_server, database_url, tiny_models)
+    yield runner
+    for bot, _ in list(runner.running):
+        await runner.stop(bot)
+
+
+@pytest.fixture
+async def bot(bots: BotRunner) -> Bot:
+    """A running bot, logged in and synced."""
+    return await bots.start()

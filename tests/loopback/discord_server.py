@@ -1,0 +1,696 @@
+"""A loopback Discord: REST and a JSON gateway on 127.0.0.1 for the unmodified discord.py client.
+
+It keeps just enough state (guilds, channels, messages, members, commands, interactions)
+to answer what the bot asks, records every request, and lets tests act as users.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import re
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+from tests.loopback.gateway import GatewayHub
+
+DISCORD_EPOCH_MS = 1420070400000
+BODY = web.RequestKey("body", object)
+ADMINISTRATOR = 1 << 3
+MANAGE_CHANNELS = 1 << 4
+MANAGE_GUILD = 1 << 5
+MANAGE_MESSAGES = 1 << 13
+MODERATE_MEMBERS = 1 << 40
+EVERYONE_PERMISSIONS = (1 << 10) | (1 << 11) | (1 << 16) | (1 << 31)  # view, send, history, slash
+
+
+def json_response(data: Any, status: int = 200) -> web.Response:
+    # discord.py insists on exactly this content type (no charset suffix).
+    return web.Response(
+        body=json.dumps(data).encode(), status=status, headers={"Content-Type": "application/json"}
+    )
+
+
+def iso(moment: datetime) -> str:
+    return moment.isoformat()
+
+
+@dataclass
+class RecordedRequest:
+    method: str
+    path: str
+    query: dict[str, str]
+    body: Any
+    authorized: bool
+    at: float = field(default_factory=time.perf_counter)
+
+
+@dataclass
+class Interaction:
+    id: str
+    token: str
+    name: str
+    channel_id: int
+    user_id: int
+    created_at: float
+    callback_type: int | None = None
+    callback_at: float | None = None
+    original: dict[str, Any] | None = None
+    followups: list[dict[str, Any]] = field(default_factory=list)
+    edits: list[dict[str, Any]] = field(default_factory=list)
+    answered: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def ephemeral(self) -> bool:
+        flags = (self.original or {}).get("flags", 0) | self.deferred_flags
+        return bool(flags & 64)
+
+    deferred_flags: int = 0
+
+    def texts(self) -> list[str]:
+        """Every text the bot showed for this interaction: original (last edit) then followups."""
+        messages = ([self.original] if self.original else []) + self.followups
+        return [m.get("content") or _embed_text(m) for m in messages]
+
+
+def _embed_text(message: dict[str, Any]) -> str:
+    parts = []
+    for embed in message.get("embeds") or []:
+        parts += [embed.get("title") or "", embed.get("description") or ""]
+        parts += [f"{f['name']}: {f['value']}" for f in embed.get("fields") or []]
+    return "\n".join(part for part in parts if part)
+
+
+class FakeDiscord:
+    """State and HTTP handlers of the loopback Discord."""
+
+    def __init__(self) -> None:
+        self._ids = itertools.count(1)
+        self.token = "bot-token"
+        self.application_id = self.snowflake()
+        self.bot_user = self.user("hf-bot", bot=True, user_id=self.application_id)
+        self.owner = self.user("owner")
+        self.guild_id = self.snowflake()
+        self.everyone_role = {
+            "id": str(self.guild_id),
+            "name": "@everyone",
+            "position": 0,
+            "permissions": str(EVERYONE_PERMISSIONS),
+        }
+        self.bot_role = self.role("hf-bot", MANAGE_MESSAGES | MODERATE_MEMBERS, position=5)
+        self.roles: list[dict[str, Any]] = [self.everyone_role, self.bot_role]
+        self.channels: dict[int, dict[str, Any]] = {}
+        self.members: dict[int, dict[str, Any]] = {}
+        self.messages: dict[int, list[dict[str, Any]]] = {}
+        self.commands: dict[str, dict[str, Any]] = {}
+        self.interactions: dict[str, Interaction] = {}
+        self.requests: list[RecordedRequest] = []
+        self.reactions: list[tuple[int, int, str]] = []
+        self.failures: list[tuple[str, re.Pattern[str], int, float]] = []
+        self.message_content_allowed = True
+        self.general = self.channel("general")
+        self.add_member(self.owner)
+        self.add_member(self.bot_user, roles=[self.bot_role])
+        self.gateway = GatewayHub(self)
+        self.bot_message_event = asyncio.Event()
+
+    # --- building the world -------------------------------------------------------
+
+    def snowflake(self) -> int:
+        ms = int(time.time() * 1000) - DISCORD_EPOCH_MS
+        return (ms << 22) | (next(self._ids) & 0x3FFFFF)
+
+    def user(self, name: str, *, bot: bool = False, user_id: int | None = None) -> dict[str, Any]:
+        return {
+            "id": str(user_id or self.snowflake()),
+            "username": name,
+            "discriminator": "0",
+            "global_name": name,
+            "avatar": None,
+            "bot": bot,
+        }
+
+    def role(self, name: str, permissions: int, position: int) -> dict[str, Any]:
+        return {
+            "id": str(self.snowflake()),
+            "name": name,
+            "permissions": str(permissions),
+            "position": position,
+            "color": 0,
+            "hoist": False,
+            "managed": False,
+            "mentionable": False,
+            "flags": 0,
+        }
+
+    def add_role(self, name: str, permissions: int, position: int) -> dict[str, Any]:
+        role = self.role(name, permissions, position)
+        self.roles.append(role)
+        return role
+
+    def channel(self, name: str) -> int:
+        channel_id = self.snowflake()
+        self.channels[channel_id] = {
+            "id": str(channel_id),
+            "type": 0,
+            "name": name,
+            "position": len(self.channels),
+            "guild_id": str(self.guild_id),
+            "permission_overwrites": [],
+            "nsfw": False,
+        }
+        self.messages[channel_id] = []
+        return channel_id
+
+    def add_member(self, user: dict[str, Any], roles: list[dict[str, Any]] | None = None) -> int:
+        user_id = int(user["id"])
+        self.members[user_id] = {
+            "user": user,
+            "roles": [r["id"] for r in roles or []],
+            "joined_at": iso(datetime.now(UTC)),
+            "flags": 0,
+            "deaf": False,
+            "mute": False,
+            "communication_disabled_until": None,
+        }
+        return user_id
+
+    def member_permissions(self, user_id: int) -> int:
+        if user_id == int(self.owner["id"]):
+            return (1 << 53) - 1
+        role_ids = set(self.members[user_id]["roles"])
+        permissions = EVERYONE_PERMISSIONS
+        for role in self.roles:
+            if role["id"] in role_ids:
+                permissions |= int(role["permissions"])
+        return (1 << 53) - 1 if permissions & ADMINISTRATOR else permissions
+
+    def top_position(self, user_id: int) -> int:
+        role_ids = set(self.members[user_id]["roles"])
+        return max((r["position"] for r in self.roles if r["id"] in role_ids), default=0)
+
+    def guild_payload(self) -> dict[str, Any]:
+        return {
+            "id": str(self.guild_id),
+            "name": "Loopback Guild",
+            "owner_id": self.owner["id"],
+            "member_count": len(self.members),
+            "roles": self.roles,
+            "emojis": [],
+            "stickers": [],
+            "features": [],
+            "channels": list(self.channels.values()),
+            "members": list(self.members.values()),
+            "threads": [],
+            "presences": [],
+            "voice_states": [],
+            "large": False,
+            "unavailable": False,
+            "joined_at": iso(datetime.now(UTC)),
+            "icon": None,
+            "splash": None,
+            "mfa_level": 0,
+            "verification_level": 0,
+            "explicit_content_filter": 0,
+            "default_message_notifications": 0,
+            "afk_timeout": 300,
+            "premium_tier": 0,
+            "preferred_locale": "en-US",
+            "nsfw_level": 0,
+            "system_channel_flags": 0,
+        }
+
+    def message_payload(
+        self, channel_id: int, author: dict[str, Any], content: str, **extra: Any
+    ) -> dict[str, Any]:
+        message_id = self.snowflake()
+        payload = {
+            "id": str(message_id),
+            "channel_id": str(channel_id),
+            "guild_id": str(self.guild_id),
+            "author": author,
+            "content": content,
+            "timestamp": iso(datetime.now(UTC)),
+            "edited_timestamp": None,
+            "tts": False,
+            "mention_everyone": False,
+            "mentions": [],
+            "mention_roles": [],
+            "attachments": [],
+            "embeds": [],
+            "pinned": False,
+            "type": 0,
+            "flags": 0,
+            "components": [],
+        }
+        member = self.members.get(int(author["id"]))
+        if member is not None:
+            payload["member"] = {k: v for k, v in member.items() if k != "user"}
+        payload.update(extra)
+        return payload
+
+    # --- failures -----------------------------------------------------------------
+
+    def fail_with_429(
+        self, method: str, path_pattern: str, times: int = 1, retry_after: float = 0.2
+    ) -> None:
+        """Answer the next ``times`` matching requests with a 429 and ``retry_after``."""
+        for _ in range(times):
+            self.failures.append((method, re.compile(path_pattern), 429, retry_after))
+
+    def _take_failure(self, method: str, path: str) -> tuple[int, float] | None:
+        for index, (f_method, pattern, status, retry_after) in enumerate(self.failures):
+            if f_method == method and pattern.search(path):
+                del self.failures[index]
+                return status, retry_after
+        return None
+
+    # --- the aiohttp app ------------------------------------------------------------
+
+    def app(self) -> web.Application:
+        app = web.Application(middlewares=[self._record])
+        api = "/api/v10"
+        r = app.router
+        r.add_get(f"{api}/users/@me", self._me)
+        r.add_get(f"{api}/oauth2/applications/@me", self._application)
+        r.add_put(f"{api}/applications/{{app}}/commands", self._sync_commands)
+        r.add_put(f"{api}/applications/{{app}}/guilds/{{guild}}/commands", self._sync_commands)
+        r.add_post(f"{api}/interactions/{{iid}}/{{token}}/callback", self._callback)
+        r.add_post(f"{api}/webhooks/{{app}}/{{token}}", self._followup)
+        r.add_route(
+            "*", f"{api}/webhooks/{{app}}/{{token}}/messages/{{mid}}", self._webhook_message
+        )
+        r.add_get(f"{api}/channels/{{cid}}", self._get_channel)
+        r.add_get(f"{api}/channels/{{cid}}/messages", self._history)
+        r.add_post(f"{api}/channels/{{cid}}/messages", self._create_message)
+        r.add_patch(f"{api}/channels/{{cid}}/messages/{{mid}}", self._edit_message)
+        r.add_delete(f"{api}/channels/{{cid}}/messages/{{mid}}", self._delete_message)
+        r.add_post(f"{api}/channels/{{cid}}/typing", self._no_content)
+        r.add_put(f"{api}/channels/{{cid}}/messages/{{mid}}/reactions/{{emoji}}/@me", self._react)
+        r.add_patch(f"{api}/guilds/{{gid}}/members/{{uid}}", self._edit_member)
+        r.add_get(f"{api}/guilds/{{gid}}/members/{{uid}}", self._get_member)
+        r.add_get("/gateway", self.gateway.handle)
+        return app
+
+    @web.middleware
+    async def _record(
+        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        if request.path == "/gateway":
+            return await handler(request)
+        body: Any = None
+        if request.content_type == "application/json" and request.can_read_body:
+            body = await request.json()
+        elif request.content_type.startswith("multipart/"):
+            body = await self._read_multipart(request)
+        authorized = request.headers.get("Authorization") == f"Bot {self.token}"
+        self.requests.append(
+            RecordedRequest(request.method, request.path, dict(request.query), body, authorized)
+        )
+        request[BODY] = body
+        failure = self._take_failure(request.method, request.path)
+        if failure is not None:
+            status, retry_after = failure
+            return web.Response(
+                body=json.dumps(
+                    {
+                        "message": "You are being rate limited.",
+                        "retry_after": retry_after,
+                        "global": False,
+                    }
+                ).encode(),
+                status=status,
+                headers={"Content-Type": "application/json", "Via": "1.1 google"},
+            )
+        if (
+            not request.path.startswith(("/api/v10/webhooks", "/api/v10/interactions"))
+            and not authorized
+        ):
+            return json_response({"message": "401: Unauthorized", "code": 0}, 401)
+        return await handler(request)
+
+    async def _read_multipart(self, request: web.Request) -> dict[str, Any]:
+        reader = await request.multipart()
+        body: dict[str, Any] = {"files": []}
+        async for part in reader:
+            if part.name == "payload_json":  # type: ignore[union-attr]
+                body.update(json.loads(await part.text()))  # type: ignore[union-attr]
+            else:
+                body["files"].append(
+                    {
+                        "name": part.filename,  # type: ignore[union-attr]
+                        "data": await part.read(),
+                    }
+                )  # type: ignore[union-attr]
+        return body
+
+    async def _me(self, request: web.Request) -> web.Response:
+        return json_response(self.bot_user)
+
+    async def _application(self, request: web.Request) -> web.Response:
+        return json_response(
+            {
+                "id": str(self.application_id),
+                "name": "hf-bot",
+                "description": "",
+                "icon": None,
+                "bot_public": True,
+                "bot_require_code_grant": False,
+                "owner": self.owner,
+                "verify_key": "0" * 64,
+                "flags": 0,
+            }
+        )
+
+    async def _sync_commands(self, request: web.Request) -> web.Response:
+        synced = []
+        for command in request[BODY]:
+            stored = {
+                "description": "",
+                "options": [],
+                **command,
+                "id": str(self.snowflake()),
+                "application_id": str(self.application_id),
+                "version": "1",
+            }
+            if "guild" in request.match_info:
+                stored["guild_id"] = request.match_info["guild"]
+            self.commands[command["name"]] = stored
+            synced.append(stored)
+        return json_response(synced)
+
+    async def _callback(self, request: web.Request) -> web.Response:
+        interaction = self.interactions[request.match_info["iid"]]
+        body = request[BODY]
+        interaction.callback_type = body["type"]
+        interaction.callback_at = time.perf_counter()
+        data = body.get("data") or {}
+        message = None
+        if body["type"] == 4:  # message now
+            message = self._interaction_message(interaction, data)
+            interaction.original = message
+            interaction.answered.set()
+        elif body["type"] == 5:  # deferred ("thinking")
+            interaction.deferred_flags = data.get("flags", 0)
+            message = self._interaction_message(interaction, {"content": "", **data})
+        resource: dict[str, Any] = {"type": body["type"]}
+        if message is not None:
+            resource["message"] = message
+        return json_response(
+            {"interaction": {"id": interaction.id, "type": 2}, "resource": resource}
+        )
+
+    def _interaction_message(
+        self, interaction: Interaction, data: dict[str, Any]
+    ) -> dict[str, Any]:
+        return self.message_payload(
+            interaction.channel_id,
+            self.bot_user,
+            data.get("content") or "",
+            embeds=data.get("embeds") or [],
+            flags=data.get("flags", 0),
+            components=data.get("components") or [],
+            webhook_id=str(self.application_id),
+        )
+
+    def _interaction_by_token(self, token: str) -> Interaction:
+        return next(i for i in self.interactions.values() if i.token == token)
+
+    async def _followup(self, request: web.Request) -> web.Response:
+        interaction = self._interaction_by_token(request.match_info["token"])
+        body = request[BODY] or {}
+        message = self._interaction_message(interaction, body)
+        if interaction.callback_type == 5 and interaction.original is None:
+            # The first followup after a defer replaces the "thinking" message.
+            interaction.original = message
+        else:
+            interaction.followups.append(message)
+        interaction.answered.set()
+        self._notify_bot_message()
+        return json_response(message)
+
+    async def _webhook_message(self, request: web.Request) -> web.Response:
+        interaction = self._interaction_by_token(request.match_info["token"])
+        message_id = request.match_info["mid"]
+        original = interaction.original
+        if message_id == "@original" or (original is not None and original["id"] == message_id):
+            target = original
+        else:
+            target = next((m for m in interaction.followups if m["id"] == message_id), None)
+        if request.method == "GET":
+            return (
+                json_response(target)
+                if target
+                else json_response({"message": "Unknown Message", "code": 10008}, 404)
+            )
+        if request.method == "DELETE":
+            if target is interaction.original:
+                interaction.original = None
+            return web.Response(status=204)
+        body = request[BODY] or {}
+        if target is None:
+            target = self._interaction_message(interaction, body)
+            interaction.original = target
+        for key in ("content", "embeds", "components", "attachments"):
+            if key in body:
+                target[key] = body[key]
+        target["edited_timestamp"] = iso(datetime.now(UTC))
+        interaction.edits.append(dict(body))
+        interaction.answered.set()
+        self._notify_bot_message()
+        return json_response(target)
+
+    async def _get_channel(self, request: web.Request) -> web.Response:
+        return json_response(self.channels[int(request.match_info["cid"])])
+
+    async def _history(self, request: web.Request) -> web.Response:
+        channel = self.messages[int(request.match_info["cid"])]
+        limit = int(request.query.get("limit", 50))
+        before = int(request.query.get("before", 1 << 63))
+        after = int(request.query.get("after", 0))
+        picked = [m for m in channel if after < int(m["id"]) < before]
+        # Discord returns newest first; with only `after`, the oldest ones after it.
+        if "after" in request.query and "before" not in request.query:
+            picked = picked[:limit]
+        else:
+            picked = picked[-limit:]
+        return json_response(list(reversed(picked)))
+
+    async def _create_message(self, request: web.Request) -> web.Response:
+        channel_id = int(request.match_info["cid"])
+        body = request[BODY] or {}
+        extra = {k: body[k] for k in ("embeds", "components") if k in body}
+        if "files" in body:
+            extra["attachments"] = [
+                {
+                    "id": str(self.snowflake()),
+                    "filename": f["name"],
+                    "size": len(f["data"]),
+                    "url": "http://127.0.0.1/x",
+                    "proxy_url": "http://127.0.0.1/x",
+                }
+                for f in body["files"]
+            ]
+        if body.get("message_reference"):
+            extra["message_reference"] = body["message_reference"]
+        message = self.message_payload(
+            channel_id, self.bot_user, body.get("content") or "", **extra
+        )
+        self.messages[channel_id].append(message)
+        await self.gateway.dispatch("MESSAGE_CREATE", message)
+        self._notify_bot_message()
+        return json_response(message)
+
+    def _find_message(self, channel_id: int, message_id: int) -> dict[str, Any] | None:
+        return next(
+            (m for m in self.messages.get(channel_id, []) if int(m["id"]) == message_id), None
+        )
+
+    async def _edit_message(self, request: web.Request) -> web.Response:
+        channel_id, message_id = int(request.match_info["cid"]), int(request.match_info["mid"])
+        message = self._find_message(channel_id, message_id)
+        if message is None:
+            return json_response({"message": "Unknown Message", "code": 10008}, 404)
+        message.update(
+            {
+                k: v
+                for k, v in (request[BODY] or {}).items()
+                if k in ("content", "embeds", "components")
+            }
+        )
+        message["edited_timestamp"] = iso(datetime.now(UTC))
+        await self.gateway.dispatch("MESSAGE_UPDATE", message)
+        self._notify_bot_message()
+        return json_response(message)
+
+    async def _delete_message(self, request: web.Request) -> web.Response:
+        channel_id, message_id = int(request.match_info["cid"]), int(request.match_info["mid"])
+        message = self._find_message(channel_id, message_id)
+        if message is None:
+            return json_response({"message": "Unknown Message", "code": 10008}, 404)
+        self.messages[channel_id].remove(message)
+        await self.gateway.dispatch(
+            "MESSAGE_DELETE",
+            {"id": str(message_id), "channel_id": str(channel_id), "guild_id": str(self.guild_id)},
+        )
+        return web.Response(status=204)
+
+    async def _no_content(self, request: web.Request) -> web.Response:
+        return web.Response(status=204)
+
+    async def _react(self, request: web.Request) -> web.Response:
+        self.reactions.append(
+            (
+                int(request.match_info["cid"]),
+                int(request.match_info["mid"]),
+                request.match_info["emoji"],
+            )
+        )
+        return web.Response(status=204)
+
+    async def _get_member(self, request: web.Request) -> web.Response:
+        member = self.members.get(int(request.match_info["uid"]))
+        if member is None:
+            return json_response({"message": "Unknown Member", "code": 10007}, 404)
+        return json_response(member)
+
+    async def _edit_member(self, request: web.Request) -> web.Response:
+        user_id = int(request.match_info["uid"])
+        bot_id = int(self.bot_user["id"])
+        if (
+            not self.member_permissions(bot_id) & MODERATE_MEMBERS
+            or user_id == int(self.owner["id"])
+            or self.top_position(user_id) >= self.top_position(bot_id)
+        ):
+            return json_response({"message": "Missing Permissions", "code": 50013}, 403)
+        member = self.members[user_id]
+        until = (request[BODY] or {}).get("communication_disabled_until")
+        member["communication_disabled_until"] = until
+        await self.gateway.dispatch(
+            "GUILD_MEMBER_UPDATE", {**member, "guild_id": str(self.guild_id)}
+        )
+        return json_response(member)
+
+    def _notify_bot_message(self) -> None:
+        self.bot_message_event.set()
+
+    # --- acting as users --------------------------------------------------------------
+
+    def bot_messages(self, channel_id: int) -> list[dict[str, Any]]:
+        return [m for m in self.messages[channel_id] if m["author"]["id"] == self.bot_user["id"]]
+
+    async def post_message(
+        self, channel_id: int, author: dict[str, Any], content: str, **extra: Any
+    ) -> dict[str, Any]:
+        message = self.message_payload(channel_id, author, content, **extra)
+        self.messages[channel_id].append(message)
+        visible = dict(message)
+        if not self.message_content_allowed:
+            visible["content"] = ""
+        await self.gateway.dispatch("MESSAGE_CREATE", visible)
+        return message
+
+    def seed_history(
+        self,
+        channel_id: int,
+        author: dict[str, Any],
+        contents: list[str],
+        spacing: timedelta = timedelta(seconds=30),
+    ) -> list[dict[str, Any]]:
+        """Messages that were already in the channel before the bot looked (no events)."""
+        start = datetime.now(UTC) - spacing * len(contents)
+        seeded = []
+        for index, content in enumerate(contents):
+            message = self.message_payload(channel_id, author, content)
+            message["timestamp"] = iso(start + spacing * index)
+            self.messages[channel_id].append(message)
+            seeded.append(message)
+        return seeded
+
+    async def slash(
+        self,
+        name: str,
+        options: dict[str, Any] | None = None,
+        *,
+        user: dict[str, Any] | None = None,
+        channel_id: int | None = None,
+        command_type: int = 1,
+        target_id: int | None = None,
+        resolved: dict[str, Any] | None = None,
+    ) -> Interaction:
+        """Send INTERACTION_CREATE for a registered application command."""
+        user = user or self.owner
+        channel_id = channel_id or self.general
+        command = self.commands[name]
+        data: dict[str, Any] = {
+            "id": command["id"],
+            "name": name,
+            "type": command_type,
+            "guild_id": str(self.guild_id),
+        }
+        if options:
+            data["options"] = self._options(command, options)
+        if target_id is not None:
+            data["target_id"] = str(target_id)
+        if resolved is not None:
+            data["resolved"] = resolved
+        interaction = Interaction(
+            str(self.snowflake()),
+            f"tok{next(self._ids)}",
+            name,
+            channel_id,
+            int(user["id"]),
+            time.perf_counter(),
+        )
+        self.interactions[interaction.id] = interaction
+        member = {k: v for k, v in self.members[int(user["id"])].items() if k != "user"}
+        payload = {
+            "id": interaction.id,
+            "type": 2,
+            "token": interaction.token,
+            "version": 1,
+            "application_id": str(self.application_id),
+            "attachment_size_limit": 8 << 20,
+            "guild_id": str(self.guild_id),
+            "channel_id": str(channel_id),
+            "channel": self.channels[channel_id],
+            "member": {
+                **member,
+                "user": user,
+                "permissions": str(self.member_permissions(int(user["id"]))),
+            },
+            "locale": "en-US",
+            "guild_locale": "en-US",
+            "app_permissions": str(self.member_permissions(int(self.bot_user["id"]))),
+            "context": 0,
+            "authorizing_integration_owners": {"0": str(self.guild_id)},
+            "entitlements": [],
+            "data": data,
+        }
+        await self.gateway.dispatch("INTERACTION_CREATE", payload)
+        return interaction
+
+    def _options(self, command: dict[str, Any], values: dict[str, Any]) -> list[dict[str, Any]]:
+        options = command.get("options") or []
+        # A subcommand: {"enable": {}} or {"configure": {"threshold": 0.5}}.
+        if len(values) == 1 and options and options[0].get("type") in (1, 2):
+            ((sub_name, sub_values),) = values.items()
+            sub = next(o for o in options if o["name"] == sub_name)
+            return [
+                {
+                    "name": sub_name,
+                    "type": sub["type"],
+                    "options": self._options(sub, sub_values or {}),
+                }
+            ]
+        by_name = {o["name"]: o for o in options}
+        return [{"name": k, "type": by_name[k]["type"], "value": v} for k, v in values.items()]
+
+
+__all__ = ["FakeDiscord", "Interaction", "WSMsgType"]
