@@ -62,8 +62,8 @@ class SummarizeCog(commands.Cog):
         messages="How many recent messages to read (5-500)",
         since="Only messages newer than this, like 30m, 2h or 1d",
         private="Only you see the summary",
-        min_length="Shortest summary, in tokens (text only)",
-        max_length="Longest summary, in tokens (text only)",
+        min_length="Shortest summary, in tokens (text only; default 30)",
+        max_length="Longest summary, in tokens (text only; default 130)",
     )
     @app_commands.guild_only()
     async def summarize(
@@ -73,7 +73,7 @@ class SummarizeCog(commands.Cog):
         messages: app_commands.Range[int, 5, 500] = 50,
         since: str | None = None,
         private: bool = False,
-        min_length: app_commands.Range[int, 0, 500] = 30,
+        min_length: app_commands.Range[int, 0, 500] | None = None,
         max_length: app_commands.Range[int, 10, 1000] = 130,
     ) -> None:
         self.bot.services.cooldowns.hit(interaction.user.id, "summarize")

@@ -65,6 +65,11 @@ class GenerativeModel:
         """Generate for a batch of token-id prompts; returns only the new text of each."""
         batch = self.tokenizer.pad({"input_ids": list(prompts)}, return_tensors="pt")
         batch = {name: tensor.to(self._device) for name, tensor in batch.items()}
+        # Never ask for more tokens than the model has positions for (the decoder's own,
+        # for seq2seq; what the prompt leaves of the window, for causal LMs).
+        used = 1 if self.is_seq2seq else batch["input_ids"].shape[1]
+        max_new_tokens = max(1, min(max_new_tokens, self.context_tokens - used))
+        min_new_tokens = min(min_new_tokens, max_new_tokens)
         streamer = _RowStreamer(self.tokenizer, sinks) if sinks and any(sinks) else None
         output = self.model.generate(
             **batch,

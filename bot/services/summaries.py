@@ -15,6 +15,7 @@ from bot.services.sentiment import Mood, SentimentService, check_text
 
 MAX_TEXT_CHARS = 20_000
 MAX_BULLETS = 8
+DEFAULT_MIN_LENGTH = 30
 MIN_MESSAGES_CHARS = 40
 
 
@@ -53,12 +54,14 @@ class SummaryService:
         self._sentiment = sentiment
 
     async def summarize_text(
-        self, text: str, *, min_length: int = 30, max_length: int = 130
+        self, text: str, *, min_length: int | None = None, max_length: int = 130
     ) -> Summary:
         """Summary of a text; long ones are summarised in parts, then as a whole."""
         text = check_text(text, limit=MAX_TEXT_CHARS)
         if len(text.split()) < 8:
             raise InvalidInputError("That text is too short to summarise - it already is one.")
+        if min_length is None:  # only a maximum given: the default minimum must not exceed it
+            min_length = min(DEFAULT_MIN_LENGTH, max_length // 2)
         return await self._engine.summarize(text, min_length=min_length, max_length=max_length)
 
     async def summarize_messages(self, messages: Sequence[ChannelMessage]) -> ChannelSummary:

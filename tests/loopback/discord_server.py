@@ -122,8 +122,9 @@ class FakeDiscord:
 
     # --- building the world -------------------------------------------------------
 
-    def snowflake(self) -> int:
-        ms = int(time.time() * 1000) - DISCORD_EPOCH_MS
+    def snowflake(self, at: datetime | None = None) -> int:
+        seconds = at.timestamp() if at is not None else time.time()
+        ms = int(seconds * 1000) - DISCORD_EPOCH_MS
         return (ms << 22) | (next(self._ids) & 0x3FFFFF)
 
     def user(self, name: str, *, bot: bool = False, user_id: int | None = None) -> dict[str, Any]:
@@ -227,16 +228,21 @@ class FakeDiscord:
         }
 
     def message_payload(
-        self, channel_id: int, author: dict[str, Any], content: str, **extra: Any
+        self,
+        channel_id: int,
+        author: dict[str, Any],
+        content: str,
+        at: datetime | None = None,
+        **extra: Any,
     ) -> dict[str, Any]:
-        message_id = self.snowflake()
+        at = at or datetime.now(UTC)
         payload = {
-            "id": str(message_id),
+            "id": str(self.snowflake(at)),
             "channel_id": str(channel_id),
             "guild_id": str(self.guild_id),
             "author": author,
             "content": content,
-            "timestamp": iso(datetime.now(UTC)),
+            "timestamp": iso(at),
             "edited_timestamp": None,
             "tts": False,
             "mention_everyone": False,
@@ -607,8 +613,7 @@ class FakeDiscord:
         start = datetime.now(UTC) - spacing * len(contents)
         seeded = []
         for index, content in enumerate(contents):
-            message = self.message_payload(channel_id, author, content)
-            message["timestamp"] = iso(start + spacing * index)
+            message = self.message_payload(channel_id, author, content, start + spacing * index)
             self.messages[channel_id].append(message)
             seeded.append(message)
         return seeded

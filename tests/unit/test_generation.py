@@ -36,6 +36,13 @@ async def test_split_covers_every_word_and_fits_the_window(engine: InferenceEngi
     assert all(task.model.count_tokens(c) <= task.chunk_tokens for c in chunks)
 
 
+async def test_lengths_beyond_the_decoder_window_are_capped(engine: InferenceEngine) -> None:
+    # The tiny BART decoder has 64 positions; asking for 130-200 tokens must not crash.
+    summary = await engine.summarize(LONG_TEXT, min_length=130, max_length=200)
+
+    assert summary.text.strip()
+
+
 async def test_summary_length_bounds_are_checked(engine: InferenceEngine) -> None:
     with pytest.raises(InvalidInputError):
         await engine.summarize("some text here", min_length=50, max_length=10)

@@ -1,0 +1,212 @@
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from bot.errors import CooldownError, InvalidInputError
+from bot.inference.chat import ChatMessage
+from bot.inference.engine import InferenceEngine
+from bot.services.conversations import DEFAULT_PERSONA, ConversationService, Speaker
+from bot.services.cooldowns import Cooldowns
+from bot.services.sentiment import SentimentService
+from bot.services.summaries import ChannelMessage, SummaryService, parse_duration
+from bot.storage.engine import SessionFactory
+from bot.storage.records import Role
+from bot.storage.repositories import ChannelSettingsStore, ConversationStore
+
+
+async def test_sentiment_label_and_emotions(engine: InferenceEngine) -> None:
+    service = SentimentService(engine)
+
+    positive = await service.analyze("i love this")
+    emotions = await service.analyze("shut up you idiot", emotions=True)
+
+    assert positive.label == "POSITIVE" and positive.score > 0.9
+    assert emotions.label == "anger" and len(emotions.emotions) == 4
+
+
+@pytest.mark.parametrize("text", ["", "   ", "x" * 4001])
+async def test_sentiment_refuses_empty_or_huge_text(engine: InferenceEngine, text: str) -> None:
+    with pytest.raises(InvalidInputError):
+        await SentimentService(engine).analyze(text)
+
+
+async def test_mood_of_many_texts_is_one_engine_call(engine: InferenceEngine) -> None:
+    service = SentimentService(engine)
+    texts = ["i love this", "great work everyone", "i hate this"] * 10
+
+    mood = await service.mood(texts)
+
+    assert (mood.positive, mood.negative) == (20, 10)
+    assert mood.label == "positive"
+    assert engine.worker("sentiment").batches_run == 1
+
+
+def _messages(count: int) -> list[ChannelMessage]:
+    start = datetime.now(UTC)
+    return [
+        ChannelMessage(
+            1000 + i,
+            f"user{i % 3}",
+            f"we should ship release {i} on friday",
+            start + timedelta(seconds=i),
+        )
+        for i in range(count)
+    ]
+
+
+async def test_channel_summary_has_linked_bullets_mood_and_skips(engine: InferenceEngine) -> None:
+    service = SummaryService(engine, SentimentService(engine))
+    messages = [
+        *_messages(40),
+        ChannelMessage(5000, "bot", "beep", datetime.now(UTC), author_is_bot=True),
+        ChannelMessage(5001, "eve", "", datetime.now(UTC), has_attachments_or_embeds=True),
+    ]
+
+    summary = await service.summarize_messages(messages)
+
+    assert 1 < len(summary.bullets) <= 8
+    assert summary.bullets[0].message_id == 1000
+    ids = [b.message_id for b in summary.bullets]
+    assert ids == sorted(ids) and set(ids) <= {m.id for m in messages}
+    assert (summary.messages_used, summary.skipped_bots, summary.skipped_no_text) == (40, 1, 1)
+    assert summary.mood.positive + summary.mood.negative == 40 + len(summary.bullets)
+
+
+async def test_channel_without_text_is_refused(engine: InferenceEngine) -> None:
+    service = SummaryService(engine, SentimentService(engine))
+    with pytest.raises(InvalidInputError, match="enough written discussion"):
+        await service.summarize_messages(
+            [ChannelMessage(1, "a", "", datetime.now(UTC), has_attachments_or_embeds=True)]
+        )
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("30m", timedelta(minutes=30)),
+        ("2h", timedelta(hours=2)),
+        ("1d12h", timedelta(hours=36)),
+        (" 1w ", timedelta(weeks=1)),
+    ],
+)
+def test_parse_duration(text: str, expected: timedelta) -> None:
+    assert parse_duration(text) == expected
+
+
+@pytest.mark.parametrize("text", ["", "2 hours", "5y", "0m", "30d", "h2"])
+def test_parse_duration_refuses_nonsense(text: str) -> None:
+    with pytest.raises(InvalidInputError):
+        parse_duration(text)
+
+
+def test_cooldown_per_member_and_command() -> None:
+    now = [100.0]
+    cooldowns = Cooldowns(10, clock=lambda: now[0])
+    cooldowns.hit(1, "summarize")
+    cooldowns.hit(2, "summarize")
+    cooldowns.hit(1, "chat")
+    now[0] += 4
+    with pytest.raises(CooldownError) as error:
+        cooldowns.hit(1, "summarize")
+    assert "6 s" in error.value.message
+    now[0] += 6
+    cooldowns.hit(1, "summarize")
+
+
+def _conversations(engine: InferenceEngine, sessions: SessionFactory) -> ConversationService:
+    return ConversationService(
+        engine,
+        ConversationStore(sessions),
+        ChannelSettingsStore(sessions),
+        bot_user_id=999,
+        max_new_tokens=12,
+    )
+
+
+async def _say(service: ConversationService, speaker: Speaker, text: str) -> str:
+    return "".join([piece async for piece in service.respond(speaker, text)])
+
+
+async def test_conversation_prompt_has_persona_names_and_history(
+    engine: InferenceEngine, sessions: SessionFactory
+) -> None:
+    service = _conversations(engine, sessions)
+    prompts: list[list[ChatMessage]] = []
+    original = engine.chat_stream
+
+    def spy(messages: list[ChatMessage], **kwargs: int):  # type: ignore[no-untyped-def]
+        prompts.append(list(messages))
+        return original(messages, **kwargs)
+
+    engine.chat_stream = spy  # type: ignore[method-assign]
+    alice, bob = Speaker(1, 10, 501, "Alice"), Speaker(1, 10, 502, "Bob")
+
+    first = await _say(service, alice, "hello bot")
+    await _say(service, bob, "what did alice say?")
+
+    assert prompts[0][0] == ChatMessage("system", DEFAULT_PERSONA)
+    second = prompts[1]
+    assert [m.role for m in second] == ["system", "user", "assistant", "user"]
+    assert second[1].content == "Alice: hello bot"
+    assert second[2].content == first.strip()
+    assert second[3].content == "Bob: what did alice say?"
+    turns = await service.history(1, 10, 10)
+    assert [t.role for t in turns] == [Role.USER, Role.ASSISTANT, Role.USER, Role.ASSISTANT]
+    assert turns[0].token_count > 0 and turns[1].author_id == 999
+
+
+async def test_persona_and_channel_isolation(
+    engine: InferenceEngine, sessions: SessionFactory
+) -> None:
+    service = _conversations(engine, sessions)
+    assert await service.set_persona(1, 10, "You are a pirate.") == "You are a pirate."
+    await _say(service, Speaker(1, 10, 501, "Alice"), "ahoy")
+    await _say(service, Speaker(1, 11, 501, "Alice"), "other channel")
+
+    assert next(t.content for t in await service.history(1, 11, 10)) == "other channel"
+    assert await service.set_persona(1, 10, None) == DEFAULT_PERSONA
+    assert await service.reset(1, 10) == 2
+    assert await service.forget_member(1, 501) == 1
+
+
+async def test_messages_in_one_channel_are_answered_in_order(
+    engine: InferenceEngine, sessions: SessionFactory
+) -> None:
+    service = _conversations(engine, sessions)
+    speakers = [Speaker(1, 10, 500 + i, f"user{i}") for i in range(5)]
+
+    await asyncio.gather(*(_say(service, s, f"message {i}") for i, s in enumerate(speakers)))
+
+    turns = await service.history(1, 10, 20)
+    users = [t.content for t in turns if t.role is Role.USER]
+    assert users == [f"message {i}" for i in range(5)]
+    assert [t.role for t in turns] == [Role.USER, Role.ASSISTANT] * 5
+
+
+async def test_the_question_is_stored_even_if_generation_fails(
+    engine: InferenceEngine, sessions: SessionFactory
+) -> None:
+    service = _conversations(engine, sessions)
+
+    async def broken(*_args: object, **_kwargs: object):  # type: ignore[no-untyped-def]
+        raise RuntimeError("model crashed")
+        yield ""
+
+    engine.chat_stream = broken  # type: ignore[method-assign]
+    with pytest.raises(RuntimeError):
+        await _say(service, Speaker(1, 10, 501, "Alice"), "are you there?")
+
+    assert [t.content for t in await service.history(1, 10, 5)] == ["are you there?"]
+
+
+async def test_retention_prunes_old_turns(
+    engine: InferenceEngine, sessions: SessionFactory
+) -> None:
+    service = _conversations(engine, sessions)
+    await _say(service, Speaker(1, 10, 501, "Alice"), "hello")
+    assert await service.prune(0) == 0
+    assert await service.prune(30) == 0
+    assert len(await service.history(1, 10, 10)) == 2
