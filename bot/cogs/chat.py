@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections import defaultdict
 
 import discord
 from discord import app_commands
@@ -44,6 +46,9 @@ class ChatCog(commands.Cog):
 
     def __init__(self, bot: Bot) -> None:
         self.bot = bot
+        # Messages of a channel are handled one after another in arrival order: the lock is
+        # the handler's first await, and asyncio locks queue their waiters first come first.
+        self._channel_turns: defaultdict[int, asyncio.Lock] = defaultdict(asyncio.Lock)
 
     @property
     def conversations(self) -> ConversationService:
@@ -74,8 +79,12 @@ class ChatCog(commands.Cog):
     async def on_message(self, message: discord.Message) -> None:
         if message.author.bot or message.guild is None or not message.content.strip():
             return
-        if not await self._should_answer(message):
-            return
+        async with self._channel_turns[message.channel.id]:
+            if await self._should_answer(message):
+                await self._answer(message)
+
+    async def _answer(self, message: discord.Message) -> None:
+        assert message.guild is not None
         text = self._without_mention(message)
         speaker = speaker_of(message.author, message.guild.id, message.channel.id)
         reply = StreamingReply(

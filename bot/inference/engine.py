@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
@@ -142,7 +143,8 @@ class InferenceEngine:
         pieces: asyncio.Queue[str] = asyncio.Queue()
 
         def sink(text: str) -> None:  # on the worker thread
-            loop.call_soon_threadsafe(pieces.put_nowait, text)
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is listening
+                loop.call_soon_threadsafe(pieces.put_nowait, text)
 
         request = ChatRequest(tuple(messages), max_new_tokens, sink)
         reply = asyncio.ensure_future(self.worker("chat").submit(request))

@@ -73,7 +73,6 @@ def _quiet_transformers() -> None:
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
-    os.environ.setdefault("TQDM_DISABLE", "1")  # GGUF dequantization uses plain tqdm
 
 
 def load_tokenizer(source: ModelSource, **kwargs: Any) -> Any:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Hashable, Sequence
@@ -25,6 +26,8 @@ R_co = TypeVar("R_co", covariant=True)
 
 # After a failed load, wait this long before trying again on the next request.
 LOAD_RETRY_AFTER_S = 60.0
+# At shutdown, how long the batch being run may take to finish.
+SHUTDOWN_WAIT_S = 10.0
 
 
 class ModelTask(Protocol[P_contra, R_co]):
@@ -125,7 +128,10 @@ class ModelWorker(Generic[P, R]):
             request = self._queue.get_nowait()
             if not request.future.done():
                 request.future.set_exception(InferenceError("The bot is shutting down."))
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        # Let the batch on the thread finish (briefly), so no model work outlives the loop.
+        finishing = asyncio.to_thread(self._executor.shutdown, wait=True, cancel_futures=True)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(finishing, SHUTDOWN_WAIT_S)
 
     def _ensure_running(self) -> None:
         if self._runner is None or self._runner.done():

@@ -17,9 +17,10 @@ from bot.storage.repositories import ChannelSettingsStore, ConversationStore
 
 log = logging.getLogger(__name__)
 
+# Short and plain, so that even the small default model follows it.
 DEFAULT_PERSONA = (
-    "You are a friendly, helpful assistant in a Discord server. Several people talk to you; "
-    "each of their messages starts with their name. Answer briefly and kindly."
+    "You are a helpful assistant in a Discord server. Each message starts with the sender's "
+    "name. Answer in one or two short sentences."
 )
 MAX_MESSAGE_CHARS = 4000
 MAX_PERSONA_CHARS = 1000
