@@ -49,14 +49,19 @@ class TextClassificationTask:
         self, payloads: Sequence[ClassifyRequest]
     ) -> list[list[list[LabelScore]] | BaseException]:
         texts = [text for payload in payloads for text in payload.texts]
+        # Model batches of similar lengths waste little on padding: run them sorted.
+        order = sorted(range(len(texts)), key=lambda index: len(texts[index]))
         # Texts past the model's window are cut: a sentiment label reads the opening,
         # and callers that need all of a long text split it first.
         outputs = self._pipeline(
-            texts, top_k=payloads[0].top_k, batch_size=self._batch_size, truncation=True
+            [texts[index] for index in order],
+            top_k=payloads[0].top_k,
+            batch_size=self._batch_size,
+            truncation=True,
         )
-        labelled = [
-            [LabelScore(item["label"], float(item["score"])) for item in out] for out in outputs
-        ]
+        labelled: list[list[LabelScore]] = [[] for _ in texts]
+        for index, out in zip(order, outputs, strict=True):
+            labelled[index] = [LabelScore(item["label"], float(item["score"])) for item in out]
         results: list[list[list[LabelScore]] | BaseException] = []
         start = 0
         for payload in payloads:

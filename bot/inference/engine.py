@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from bot.errors import InvalidInputError
@@ -34,6 +34,9 @@ TASKS: dict[str, TaskFactory] = {
     ),
     "chat": lambda source, plan, _limits: ChatTask(source, plan),
 }
+# Model batches one worker run may take (the task splits them into model batches).
+ROUND_BATCHES = {"text-classification": 4, "summarization": 1, "chat": 1}
+
 ROLE_TASKS: dict[ModelRole, str] = {
     "sentiment": "text-classification",
     "emotion": "text-classification",
@@ -91,8 +94,12 @@ class InferenceEngine:
         """The worker of a model role, created on first use (the model loads on first batch)."""
         if role not in self._workers:
             source = ModelSource.parse(self.config.models[role])
-            task = TASKS[ROLE_TASKS[role]](source, self.plan, self.config.limits)
-            self._workers[role] = ModelWorker(role, task, self.config.limits)
+            kind = ROLE_TASKS[role]
+            task = TASKS[kind](source, self.plan, self.config.limits)
+            limits = self.config.limits
+            # A classifier takes several model batches per run, to sort them by length.
+            limits = replace(limits, max_batch_size=limits.max_batch_size * ROUND_BATCHES[kind])
+            self._workers[role] = ModelWorker(role, task, limits)
         return self._workers[role]
 
     async def warmup(

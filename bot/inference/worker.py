@@ -52,7 +52,7 @@ class ModelTask(Protocol[P_contra, R_co]):
 class WorkerLimits:
     """Batching and back-pressure settings of a worker."""
 
-    max_batch_size: int = 16
+    max_batch_size: int = 16  # batch slots one run of the task takes
     max_wait_s: float = 0.005
     queue_limit: int = 256
     timeout_s: float = 120.0

@@ -13,7 +13,7 @@ from bot.inference.engine import InferenceEngine
 from bot.inference.summarize import Summary
 from bot.services.sentiment import Mood, SentimentService, check_text
 
-MAX_TEXT_CHARS = 20_000
+MAX_TEXT_CHARS = 6000  # the most Discord sends in one text option
 MAX_BULLETS = 8
 DEFAULT_MIN_LENGTH = 30
 MIN_MESSAGES_CHARS = 40

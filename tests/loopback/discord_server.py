@@ -87,6 +87,23 @@ def _embed_text(message: dict[str, Any]) -> str:
     return "\n".join(part for part in parts if part)
 
 
+def _command_problems(command: dict[str, Any], path: str = "") -> list[str]:
+    """Where a command breaks Discord's documented limits on names, texts and options."""
+    where = f"{path}{command.get('name')}"
+    problems = []
+    if not re.fullmatch(r"[-_\w]{1,32}", command.get("name", "")) and command.get("type", 1) == 1:
+        problems.append(f"{where}: name must be 1-32 lowercase word characters")
+    if len(command.get("description") or "") > 100:
+        problems.append(f"{where}: description over 100 characters")
+    if command.get("max_length", 0) > 6000:
+        problems.append(f"{where}: max_length over 6000")
+    if len(command.get("options") or []) > 25:
+        problems.append(f"{where}: more than 25 options")
+    for option in command.get("options") or []:
+        problems += _command_problems(option, f"{where}.")
+    return problems
+
+
 class FakeDiscord:
     """State and HTTP handlers of the loopback Discord."""
 
@@ -375,6 +392,9 @@ class FakeDiscord:
         )
 
     async def _sync_commands(self, request: web.Request) -> web.Response:
+        problems = [p for command in request[BODY] for p in _command_problems(command)]
+        if problems:  # Discord refuses the whole sync, as here
+            return json_response({"message": "Invalid Form Body", "errors": problems}, 400)
         synced = []
         for command in request[BODY]:
             stored = {
