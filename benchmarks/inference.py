@@ -83,12 +83,17 @@ class LoopLag:
     def __init__(self) -> None:
         self.max_ms = 0.0
         self._task: asyncio.Task[None] | None = None
+        self._tick_started = 0.0
+
+    def _record(self) -> None:
+        late_ms = (time.perf_counter() - self._tick_started - 0.001) * 1000
+        self.max_ms = max(self.max_ms, late_ms)
 
     async def _tick(self) -> None:
         while True:
-            before = time.perf_counter()
+            self._tick_started = time.perf_counter()
             await asyncio.sleep(0.001)
-            self.max_ms = max(self.max_ms, (time.perf_counter() - before - 0.001) * 1000)
+            self._record()
 
     async def __aenter__(self) -> LoopLag:
         self._task = asyncio.create_task(self._tick())
@@ -102,6 +107,7 @@ class LoopLag:
         tb: TracebackType | None,
     ) -> None:
         assert self._task is not None
+        self._record()  # a tick still waiting when the work ends counts too
         self._task.cancel()
 
 

@@ -102,7 +102,9 @@ class ChatTask:
     def _prompt(self, payload: ChatRequest) -> tuple[list[int], int]:
         """Token ids of the longest recent history that leaves room for the answer."""
         assert self.model is not None
-        budget = self.model.context_tokens - payload.max_new_tokens
+        # A decoder-only model writes its answer into the same window; seq2seq has its own.
+        answer_room = 0 if self.model.is_seq2seq else payload.max_new_tokens
+        budget = self.model.context_tokens - answer_room
         system = [m for m in payload.messages if m.role == "system"][:1]
         history = [m for m in payload.messages if m.role != "system"]
         if not history:

@@ -6,8 +6,9 @@ import pytest
 
 from bot.errors import InvalidInputError
 from bot.inference.chat import ChatMessage, ChatTask
-from bot.inference.engine import InferenceEngine
+from bot.inference.engine import EngineConfig, InferenceEngine
 from bot.inference.summarize import SummarizationTask
+from tests.conftest import TinyModels
 
 LONG_TEXT = " ".join(
     f"Point {i}: the team discussed release {i} and agreed to ship it on day {i}."
@@ -96,6 +97,25 @@ async def test_streamed_pieces_add_up_to_the_full_answer(engine: InferenceEngine
 
     assert len(pieces) > 1
     assert "".join(pieces).strip() == whole.text
+
+
+async def test_seq2seq_chat_models_answer_from_the_recent_turns(tiny_models: TinyModels) -> None:
+    # BlenderBot-style: an encoder-decoder that reads the turns joined together.
+    engine = InferenceEngine(
+        EngineConfig(models={"chat": tiny_models.summarization}, device="cpu")
+    )
+    try:
+        reply = await engine.chat(_conversation(20), max_new_tokens=12)
+        replies = await asyncio.gather(
+            *(engine.chat(_conversation(i), max_new_tokens=12) for i in range(3))
+        )
+    finally:
+        await engine.aclose()
+
+    assert reply.text
+    assert 0 < reply.turns_used < 41  # the tiny BART reads 64 tokens: old turns were dropped
+    assert reply.prompt_tokens <= 64
+    assert all(r.text for r in replies)
 
 
 async def test_concurrent_chats_are_generated_in_one_batch(engine: InferenceEngine) -> None:
