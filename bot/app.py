@@ -16,12 +16,18 @@ from bot.inference.engine import EngineConfig, InferenceEngine
 from bot.services.container import Services
 from bot.services.conversations import ConversationService
 from bot.services.cooldowns import Cooldowns
+from bot.services.moderation import ModerationService
 from bot.services.sentiment import SentimentService
 from bot.services.summaries import SummaryService
 from bot.settings import Settings
 from bot.storage import migrate
 from bot.storage.engine import create_engine, create_session_factory
-from bot.storage.repositories import ChannelSettingsStore, ConversationStore
+from bot.storage.repositories import (
+    ChannelSettingsStore,
+    ConversationStore,
+    GuildSettingsStore,
+    ModerationEventStore,
+)
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +59,9 @@ async def build_bot(settings: Settings) -> Bot:
             max_new_tokens=settings.chat_max_new_tokens,
         ),
         cooldowns=Cooldowns(settings.command_cooldown_s),
+        moderation=ModerationService(
+            engine, GuildSettingsStore(sessions), ModerationEventStore(sessions)
+        ),
     )
 
     async def release() -> None:

@@ -17,6 +17,7 @@ from bot.settings import Settings
 log = logging.getLogger(__name__)
 
 EXTENSIONS = (
+    "bot.cogs.moderation",
     "bot.cogs.sentiment",
     "bot.cogs.summarize",
     "bot.cogs.chat",

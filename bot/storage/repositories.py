@@ -261,6 +261,18 @@ class ModerationEventStore:
             session.add(row)
         return _moderation_event(row)
 
+    async def set_outcome(self, event_id: int, succeeded: bool) -> None:
+        """Whether the configured action worked (stored after the event itself)."""
+        async with self._sessions() as session, session.begin():
+            row = await session.get(ModerationEventRow, event_id)
+            if row is not None:
+                row.action_succeeded = succeeded
+
+    async def get(self, event_id: int) -> ModerationEvent | None:
+        async with self._sessions() as session:
+            row = await session.get(ModerationEventRow, event_id)
+        return _moderation_event(row) if row else None
+
     async def decide(
         self, event_id: int, decision: str, moderator_id: int
     ) -> ModerationEvent | None:

@@ -65,6 +65,7 @@ class Interaction:
     followups: list[dict[str, Any]] = field(default_factory=list)
     edits: list[dict[str, Any]] = field(default_factory=list)
     answered: asyncio.Event = field(default_factory=asyncio.Event)
+    message: dict[str, Any] | None = None  # the message whose button was clicked
 
     @property
     def ephemeral(self) -> bool:
@@ -425,6 +426,13 @@ class FakeDiscord:
         elif body["type"] == 5:  # deferred ("thinking")
             interaction.deferred_flags = data.get("flags", 0)
             message = self._interaction_message(interaction, {"content": "", **data})
+        elif body["type"] == 7 and interaction.message is not None:  # update the clicked message
+            interaction.message.update(
+                {k: v for k, v in data.items() if k in ("content", "embeds", "components")}
+            )
+            interaction.original = message = interaction.message
+            interaction.answered.set()
+            await self.gateway.dispatch("MESSAGE_UPDATE", interaction.message)
         resource: dict[str, Any] = {"type": body["type"]}
         if message is not None:
             resource["message"] = message
@@ -442,8 +450,21 @@ class FakeDiscord:
             embeds=data.get("embeds") or [],
             flags=data.get("flags", 0),
             components=data.get("components") or [],
+            attachments=self._attachments(data),
             webhook_id=str(self.application_id),
         )
+
+    def _attachments(self, body: dict[str, Any]) -> list[dict[str, Any]]:
+        return [
+            {
+                "id": str(self.snowflake()),
+                "filename": f["name"],
+                "size": len(f["data"]),
+                "url": "http://127.0.0.1/x",
+                "proxy_url": "http://127.0.0.1/x",
+            }
+            for f in body.get("files") or []
+        ]
 
     def _interaction_by_token(self, token: str) -> Interaction:
         return next(i for i in self.interactions.values() if i.token == token)
@@ -512,17 +533,7 @@ class FakeDiscord:
         channel_id = int(request.match_info["cid"])
         body = request[BODY] or {}
         extra = {k: body[k] for k in ("embeds", "components") if k in body}
-        if "files" in body:
-            extra["attachments"] = [
-                {
-                    "id": str(self.snowflake()),
-                    "filename": f["name"],
-                    "size": len(f["data"]),
-                    "url": "http://127.0.0.1/x",
-                    "proxy_url": "http://127.0.0.1/x",
-                }
-                for f in body["files"]
-            ]
+        extra["attachments"] = self._attachments(body)
         if body.get("message_reference"):
             extra["message_reference"] = body["message_reference"]
         message = self.message_payload(
@@ -616,11 +627,24 @@ class FakeDiscord:
     ) -> dict[str, Any]:
         message = self.message_payload(channel_id, author, content, **extra)
         self.messages[channel_id].append(message)
+        await self.gateway.dispatch("MESSAGE_CREATE", self._as_event(message))
+        return message
+
+    async def edit_message(self, message: dict[str, Any], content: str) -> None:
+        """A member edits their message (MESSAGE_UPDATE)."""
+        message["content"] = content
+        message["edited_timestamp"] = iso(datetime.now(UTC))
+        await self.gateway.dispatch("MESSAGE_UPDATE", self._as_event(message))
+
+    def _as_event(self, message: dict[str, Any]) -> dict[str, Any]:
+        """A message as the gateway sends it: with the author's member data, content per intent."""
         visible = dict(message)
+        member = self.members.get(int(message["author"]["id"]))
+        if member is not None:
+            visible["member"] = {k: v for k, v in member.items() if k != "user"}
         if not self.message_content_allowed:
             visible["content"] = ""
-        await self.gateway.dispatch("MESSAGE_CREATE", visible)
-        return message
+        return visible
 
     def seed_history(
         self,
@@ -661,10 +685,32 @@ class FakeDiscord:
         }
         if options:
             data["options"] = self._options(command, options)
+            resolved = {**self._resolved(data["options"]), **(resolved or {})}
         if target_id is not None:
             data["target_id"] = str(target_id)
-        if resolved is not None:
+        if resolved:
             data["resolved"] = resolved
+        return await self._interact(name, 2, data, user, channel_id)
+
+    async def click(
+        self, message: dict[str, Any], custom_id: str, *, user: dict[str, Any] | None = None
+    ) -> Interaction:
+        """Press a button of a message (INTERACTION_CREATE of type MESSAGE_COMPONENT)."""
+        data = {"custom_id": custom_id, "component_type": 2}
+        user = user or self.owner
+        return await self._interact(
+            custom_id, 3, data, user, int(message["channel_id"]), message=message
+        )
+
+    async def _interact(
+        self,
+        name: str,
+        kind: int,
+        data: dict[str, Any],
+        user: dict[str, Any],
+        channel_id: int,
+        message: dict[str, Any] | None = None,
+    ) -> Interaction:
         interaction = Interaction(
             str(self.snowflake()),
             f"tok{next(self._ids)}",
@@ -672,12 +718,13 @@ class FakeDiscord:
             channel_id,
             int(user["id"]),
             time.perf_counter(),
+            message=message,
         )
         self.interactions[interaction.id] = interaction
         member = {k: v for k, v in self.members[int(user["id"])].items() if k != "user"}
         payload = {
             "id": interaction.id,
-            "type": 2,
+            "type": kind,
             "token": interaction.token,
             "version": 1,
             "application_id": str(self.application_id),
@@ -698,8 +745,25 @@ class FakeDiscord:
             "entitlements": [],
             "data": data,
         }
+        if message is not None:
+            payload["message"] = message
         await self.gateway.dispatch("INTERACTION_CREATE", payload)
         return interaction
+
+    def _resolved(self, options: list[dict[str, Any]]) -> dict[str, Any]:
+        """Channel and role options come with their objects, as Discord sends them."""
+        resolved: dict[str, dict[str, Any]] = {}
+        for option in options:
+            if option["type"] in (1, 2):
+                for kind, found in self._resolved(option.get("options") or []).items():
+                    resolved.setdefault(kind, {}).update(found)
+            elif option["type"] == 7:
+                channel = {**self.channels[int(option["value"])], "permissions": "0"}
+                resolved.setdefault("channels", {})[str(option["value"])] = channel
+            elif option["type"] == 8:
+                role = next(r for r in self.roles if r["id"] == str(option["value"]))
+                resolved.setdefault("roles", {})[str(option["value"])] = role
+        return resolved
 
     def _options(self, command: dict[str, Any], values: dict[str, Any]) -> list[dict[str, Any]]:
         options = command.get("options") or []

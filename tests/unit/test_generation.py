@@ -101,9 +101,7 @@ async def test_streamed_pieces_add_up_to_the_full_answer(engine: InferenceEngine
 
 async def test_seq2seq_chat_models_answer_from_the_recent_turns(tiny_models: TinyModels) -> None:
     # BlenderBot-style: an encoder-decoder that reads the turns joined together.
-    engine = InferenceEngine(
-        EngineConfig(models={"chat": tiny_models.summarization}, device="cpu")
-    )
+    engine = InferenceEngine(EngineConfig(models={"chat": tiny_models.summarization}, device="cpu"))
     try:
         reply = await engine.chat(_conversation(20), max_new_tokens=12)
         replies = await asyncio.gather(

@@ -1,0 +1,251 @@
+"""Moderation checks: which messages are hostile, what was done, and when to alert moderators."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import time
+from collections import Counter, defaultdict, deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from enum import Enum
+from typing import Any
+
+from bot.errors import InvalidInputError
+from bot.inference.engine import InferenceEngine
+from bot.services.sentiment import is_negative
+from bot.storage.records import GuildSettings, ModerationEvent, NewModerationEvent
+from bot.storage.repositories import GuildSettingsStore, ModerationEventStore
+
+# Emotion labels that count as hostile on their own (go_emotions names them so).
+HOSTILE_EMOTIONS = frozenset({"anger", "disgust"})
+MAX_CHECKED_CHARS = 2000
+ALERT_GROUP_WINDOW_S = 60.0
+ALERTS_PER_MINUTE = 10
+DECISIONS = {"dismiss": "dismissed", "delete": "deleted", "timeout": "timed out"}
+
+
+@dataclass(frozen=True, slots=True)
+class CheckedMessage:
+    guild_id: int
+    channel_id: int
+    message_id: int
+    author_id: int
+    content: str
+    author_role_ids: frozenset[int] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """A message that passed a threshold: the label that did it and its score."""
+
+    message: CheckedMessage
+    label: str
+    score: float
+
+
+class Alert(Enum):
+    POST = "post"  # a new alert in the log channel
+    GROUP = "group"  # add to the author's recent alert
+    CAP_NOTICE = "cap_notice"  # the guild hit its cap: post one line saying so
+    SUPPRESS = "suppress"  # over the cap: recorded, not posted
+
+
+class AlertGate:
+    """Groups alerts per author and caps them per guild, so raids do not flood moderators."""
+
+    def __init__(
+        self,
+        group_window_s: float = ALERT_GROUP_WINDOW_S,
+        per_minute: int = ALERTS_PER_MINUTE,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._window = group_window_s
+        self._per_minute = per_minute
+        self._clock = clock
+        self._last_alert: dict[tuple[int, int], float] = {}
+        self._posted: defaultdict[int, deque[float]] = defaultdict(deque)
+        self._capped: set[int] = set()
+
+    def admit(self, guild_id: int, author_id: int) -> Alert:
+        now = self._clock()
+        last = self._last_alert.get((guild_id, author_id))
+        if last is not None and now - last < self._window:
+            return Alert.GROUP
+        posted = self._posted[guild_id]
+        while posted and now - posted[0] >= 60:
+            posted.popleft()
+        if len(posted) >= self._per_minute:
+            if guild_id in self._capped:
+                return Alert.SUPPRESS
+            self._capped.add(guild_id)
+            return Alert.CAP_NOTICE
+        self._capped.discard(guild_id)
+        posted.append(now)
+        self._last_alert[(guild_id, author_id)] = now
+        return Alert.POST
+
+
+@dataclass(frozen=True, slots=True)
+class ModerationStats:
+    days: int
+    total: int
+    by_action: dict[str, int]
+    by_label: dict[str, int]
+    top_channels: list[tuple[int, int]]
+    per_day: list[tuple[date, int]]
+    dismissed: int
+
+
+class ModerationService:
+    """Per-guild moderation settings, checks of messages, and the record of what was flagged."""
+
+    def __init__(
+        self,
+        engine: InferenceEngine,
+        guilds: GuildSettingsStore,
+        events: ModerationEventStore,
+        gate: AlertGate | None = None,
+    ) -> None:
+        self._engine = engine
+        self._guilds = guilds
+        self._events = events
+        self.gate = gate or AlertGate()
+        self._exempt_locks: defaultdict[int, asyncio.Lock] = defaultdict(asyncio.Lock)
+
+    async def settings(self, guild_id: int) -> GuildSettings:
+        return await self._guilds.get(guild_id)
+
+    async def configure(self, guild_id: int, **changes: Any) -> GuildSettings:
+        """Change moderation settings; values are checked here, not only by Discord."""
+        threshold = changes.get("threshold")
+        if threshold is not None and not 0 < threshold <= 1:
+            raise InvalidInputError("The threshold is a score between 0 and 1, e.g. 0.9.")
+        minutes = changes.get("timeout_minutes")
+        if minutes is not None and not 1 <= minutes <= 40320:
+            raise InvalidInputError("A timeout lasts between 1 minute and 28 days (40320).")
+        return await self._guilds.update(
+            guild_id, **{name: value for name, value in changes.items() if value is not None}
+        )
+
+    async def exempt(
+        self,
+        guild_id: int,
+        *,
+        role_id: int | None = None,
+        channel_id: int | None = None,
+        remove: bool = False,
+    ) -> GuildSettings:
+        """Add (or remove) an exempt role or channel."""
+        async with self._exempt_locks[guild_id]:  # read-modify-write: one change at a time
+            settings = await self._guilds.get(guild_id)
+            roles, channels = set(settings.exempt_role_ids), set(settings.exempt_channel_ids)
+            for target, value in ((roles, role_id), (channels, channel_id)):
+                if value is not None:
+                    (target.discard if remove else target.add)(value)
+            return await self._guilds.update(
+                guild_id, exempt_role_ids=frozenset(roles), exempt_channel_ids=frozenset(channels)
+            )
+
+    async def check(self, message: CheckedMessage) -> tuple[GuildSettings, Verdict | None]:
+        """The guild's settings and, when the message passes a threshold, the verdict."""
+        settings = await self._guilds.get(message.guild_id)
+        text = message.content.strip()[:MAX_CHECKED_CHARS]
+        if (
+            not settings.moderation_enabled
+            or not text
+            or message.channel_id in settings.exempt_channel_ids
+            or message.author_role_ids & settings.exempt_role_ids
+        ):
+            return settings, None
+        # Concurrent checks share model batches in the engine's worker.
+        [scores] = await self._engine.classify([text], role="sentiment", top_k=None)
+        negative = max((s.score for s in scores if is_negative(s.label)), default=0.0)
+        candidates = [("negative", negative)]
+        if settings.use_emotions:
+            [emotions] = await self._engine.classify([text], role="emotion", top_k=None)
+            candidates += [(e.label, e.score) for e in emotions if e.label in HOSTILE_EMOTIONS]
+        label, score = max(candidates, key=lambda candidate: candidate[1])
+        if score < settings.threshold:
+            return settings, None
+        return settings, Verdict(message, label, score)
+
+    async def record(self, verdict: Verdict, settings: GuildSettings) -> ModerationEvent:
+        """Store the flag before anything is done about it (so it is never lost)."""
+        message = verdict.message
+        return await self._events.record(
+            NewModerationEvent(
+                message.guild_id,
+                message.channel_id,
+                message.message_id,
+                message.author_id,
+                verdict.label,
+                verdict.score,
+                settings.action,
+                dry_run=settings.dry_run,
+                action_succeeded=False,
+            )
+        )
+
+    async def action_done(self, event_id: int, succeeded: bool) -> None:
+        await self._events.set_outcome(event_id, succeeded)
+
+    async def event(self, event_id: int) -> ModerationEvent | None:
+        return await self._events.get(event_id)
+
+    async def decide(self, event_id: int, decision: str, moderator_id: int) -> ModerationEvent:
+        """Store a moderator's decision (dismiss, delete, timeout) on an alert."""
+        if decision not in DECISIONS:
+            raise InvalidInputError(f"Unknown decision {decision!r}.")
+        event = await self._events.decide(event_id, DECISIONS[decision], moderator_id)
+        if event is None:
+            raise InvalidInputError("That alert is no longer in the records.")
+        return event
+
+    async def stats(self, guild_id: int, days: int) -> ModerationStats:
+        """Counts of the last ``days`` days, for /moderation stats."""
+        if not 1 <= days <= 365:
+            raise InvalidInputError("Pick between 1 and 365 days.")
+        today = datetime.now(UTC).date()
+        start = today - timedelta(days=days - 1)
+        events = await self._events.since(
+            guild_id, datetime.combine(start, datetime.min.time(), UTC)
+        )
+        per_day = Counter(event.created_at.astimezone(UTC).date() for event in events)
+        actions = Counter(
+            f"{event.action.value} (dry run)" if event.dry_run else event.action.value
+            for event in events
+        )
+        return ModerationStats(
+            days=days,
+            total=len(events),
+            by_action=dict(actions.most_common()),
+            by_label=dict(Counter(event.label for event in events).most_common()),
+            top_channels=Counter(event.channel_id for event in events).most_common(5),
+            per_day=[
+                (start + timedelta(days=i), per_day[start + timedelta(days=i)]) for i in range(days)
+            ],
+            dismissed=sum(1 for event in events if event.decision == DECISIONS["dismiss"]),
+        )
+
+
+def render_chart(stats: ModerationStats) -> bytes:
+    """A PNG bar chart of flagged messages per day (slow: call it off the event loop)."""
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+
+    figure = Figure(figsize=(8, 3), dpi=100)
+    axes = figure.subplots()
+    days = [day.strftime("%b %d") for day, _ in stats.per_day]
+    axes.bar(days, [count for _, count in stats.per_day], color="#d9534f")
+    axes.set_title(f"Flagged messages per day (last {stats.days} days)")
+    axes.set_ylabel("messages")
+    axes.yaxis.set_major_locator(MaxNLocator(integer=True))
+    if len(days) > 14:
+        axes.set_xticks(days[:: len(days) // 14 + 1])
+    figure.autofmt_xdate()
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    return buffer.getvalue()
