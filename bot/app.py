@@ -107,4 +107,7 @@ async def run_bot(settings: Settings) -> int:
             "'Message Content Intent' for this bot in the developer portal, under Bot."
         )
         return 1
+    finally:
+        for signal_number in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signal_number)
     return 0

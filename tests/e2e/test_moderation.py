@@ -127,16 +127,20 @@ async def test_timeout_respects_the_role_hierarchy(
     await discord_server.wait_for(lambda: len(world.alerts()) == 1)
     await fake.post_message(fake.general, world.member, NEGATIVE[3])
     await discord_server.wait_for(lambda: len(world.alerts()) == 2)
+    await fake.post_message(fake.general, fake.owner, NEGATIVE[3])
+    await discord_server.wait_for(lambda: len(world.alerts()) == 3)
 
-    vip_alert, member_alert = (str(a["embeds"][0]["fields"]) for a in world.alerts())
+    vip_alert, member_alert, owner_alert = (str(a["embeds"][0]["fields"]) for a in world.alerts())
     assert "at or above mine" in vip_alert
     assert "timed out for 5 min" in member_alert
+    assert "the server owner cannot be timed out" in owner_alert
     assert fake.members[int(world.vip["id"])]["communication_disabled_until"] is None
     assert fake.members[int(world.member["id"])]["communication_disabled_until"]
     patches = [r for r in fake.requests if r.method == "PATCH" and "/members/" in r.path]
     assert len(patches) == 1  # the bot did not even try on the senior member
-    vip_event, member_event = await flagged_events(bot, 2)
-    assert not vip_event.action_succeeded and member_event.action_succeeded
+    vip_event, member_event, owner_event = await flagged_events(bot, 3)
+    assert member_event.action_succeeded
+    assert not vip_event.action_succeeded and not owner_event.action_succeeded
 
 
 async def test_a_failed_action_is_reported_and_the_event_kept(
