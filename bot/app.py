@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 
@@ -71,17 +72,24 @@ async def build_bot(settings: Settings) -> Bot:
     bot = Bot(settings, services, on_close=release)
     if settings.warmup:
         bot.run_in_background(engine.warmup(), "warmup")
-    bot.run_in_background(_retention_loop(services.conversations, settings), "retention")
+    bot.run_in_background(
+        _retention_loop(services.conversations, settings, bot.stopping), "retention"
+    )
     return bot
 
 
-async def _retention_loop(conversations: ConversationService, settings: Settings) -> None:
-    while True:
+async def _retention_loop(
+    conversations: ConversationService, settings: Settings, stopping: asyncio.Event
+) -> None:
+    # Stops between prunes, never in the middle of one (a database call cut by
+    # cancellation leaves its connection half-closed when the engine is disposed).
+    while not stopping.is_set():
         try:
             await conversations.prune(settings.conversation_retention_days)
         except Exception:
             log.exception("retention pruning failed; will retry")
-        await asyncio.sleep(RETENTION_INTERVAL_S)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stopping.wait(), RETENTION_INTERVAL_S)
 
 
 async def run_bot(settings: Settings) -> int:

@@ -16,6 +16,9 @@ from bot.settings import Settings
 
 log = logging.getLogger(__name__)
 
+# How long close() waits for background tasks to finish their current step.
+BACKGROUND_STOP_S = 10.0
+
 EXTENSIONS = (
     "bot.cogs.moderation",
     "bot.cogs.sentiment",
@@ -59,6 +62,8 @@ class Bot(commands.Bot):
         self.services = services
         self._on_close = on_close
         self._background: set[asyncio.Task[None]] = set()
+        # Set at close: background loops finish their current step and return.
+        self.stopping = asyncio.Event()
 
     async def setup_hook(self) -> None:
         for extension in EXTENSIONS:
@@ -90,15 +95,20 @@ class Bot(commands.Bot):
         return
 
     def run_in_background(self, coroutine: Awaitable[None], name: str) -> None:
-        """Start a task the bot keeps a reference to (and cancels on close)."""
+        """Start a task the bot keeps a reference to; close() waits for it, then cancels it."""
         task = asyncio.ensure_future(coroutine)
         task.set_name(name)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
     async def close(self) -> None:
-        for task in list(self._background):
-            task.cancel()
+        self.stopping.set()
+        if self._background:
+            _, unfinished = await asyncio.wait(self._background, timeout=BACKGROUND_STOP_S)
+            for task in unfinished:  # e.g. a warm-up still loading a model
+                task.cancel()
+            if unfinished:
+                await asyncio.wait(unfinished, timeout=BACKGROUND_STOP_S)
         await super().close()
         if self._on_close is not None:
             await self._on_close()
