@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Hashable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from sqlalchemy import delete, select
 
@@ -131,14 +132,48 @@ def _column_value(value: Any) -> Any:
     return value
 
 
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+
+class _SettingsCache(Generic[K, V]):
+    """Settings read on every message, kept in memory; the bot is their only writer.
+
+    A read that overlapped a write is returned but not kept, so a slow read of the old
+    row can never replace what the write stored.
+    """
+
+    def __init__(self) -> None:
+        self._values: dict[K, V] = {}
+        self._writes = 0
+
+    async def get(self, key: K, load: Callable[[], Awaitable[V]]) -> V:
+        if key in self._values:
+            return self._values[key]
+        writes = self._writes
+        value = await load()
+        if writes == self._writes:
+            self._values[key] = value
+        return value
+
+    def put(self, key: K, value: V) -> V:
+        self._writes += 1
+        self._values[key] = value
+        return value
+
+
 class GuildSettingsStore:
     """Per-guild settings (moderation)."""
 
     def __init__(self, sessions: SessionFactory) -> None:
         self._sessions = sessions
+        self._cache: _SettingsCache[int, GuildSettings] = _SettingsCache()
 
     async def get(self, guild_id: int) -> GuildSettings:
         """The guild's settings, defaults when it never changed any."""
+        return await self._cache.get(guild_id, lambda: self._load(guild_id))
+
+    async def _load(self, guild_id: int) -> GuildSettings:
         async with self._sessions() as session:
             row = await session.get(GuildSettingsRow, guild_id)
         return _guild_settings(row) if row else GuildSettings(guild_id=guild_id)
@@ -158,10 +193,19 @@ class GuildSettingsStore:
                     raise ValueError(f"unknown guild setting {name!r}")
                 setattr(row, name, _column_value(value))
             row.updated_at = utcnow()
-        return _guild_settings(row)
+        return self._cache.put(guild_id, _guild_settings(row))
 
 
 _GUILD_FIELDS = frozenset(GuildSettings.__dataclass_fields__)
+
+
+def _channel_settings(row: ChannelSettingsRow) -> ChannelSettings:
+    return ChannelSettings(
+        channel_id=row.channel_id,
+        guild_id=row.guild_id,
+        conversation_enabled=row.conversation_enabled,
+        persona=row.persona,
+    )
 
 
 class ChannelSettingsStore:
@@ -169,19 +213,20 @@ class ChannelSettingsStore:
 
     def __init__(self, sessions: SessionFactory) -> None:
         self._sessions = sessions
+        self._cache: _SettingsCache[tuple[int, int], ChannelSettings] = _SettingsCache()
 
     async def get(self, guild_id: int, channel_id: int) -> ChannelSettings:
         """The channel's settings, defaults when never changed."""
+        return await self._cache.get(
+            (guild_id, channel_id), lambda: self._load(guild_id, channel_id)
+        )
+
+    async def _load(self, guild_id: int, channel_id: int) -> ChannelSettings:
         async with self._sessions() as session:
             row = await session.get(ChannelSettingsRow, channel_id)
         if row is None or row.guild_id != guild_id:
             return ChannelSettings(channel_id=channel_id, guild_id=guild_id)
-        return ChannelSettings(
-            channel_id=row.channel_id,
-            guild_id=row.guild_id,
-            conversation_enabled=row.conversation_enabled,
-            persona=row.persona,
-        )
+        return _channel_settings(row)
 
     async def update(
         self,
@@ -205,12 +250,7 @@ class ChannelSettingsStore:
             if persona is not None or clear_persona:
                 row.persona = persona
             row.updated_at = utcnow()
-        return ChannelSettings(
-            channel_id=channel_id,
-            guild_id=guild_id,
-            conversation_enabled=row.conversation_enabled,
-            persona=row.persona,
-        )
+        return self._cache.put((guild_id, channel_id), _channel_settings(row))
 
     async def conversation_channels(self) -> set[int]:
         """Ids of every channel with conversation mode on."""

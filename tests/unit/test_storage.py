@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -11,6 +12,7 @@ from bot.storage.repositories import (
     ConversationStore,
     GuildSettingsStore,
     ModerationEventStore,
+    _SettingsCache,
 )
 
 GUILD, OTHER_GUILD = 1001, 2002
@@ -108,6 +110,7 @@ async def test_guild_settings_default_then_update(sessions: SessionFactory) -> N
     again = await store.get(GUILD)
 
     assert updated == again
+    assert await GuildSettingsStore(sessions).get(GUILD) == updated  # as stored, not cached
     assert again.action is ModerationAction.TIMEOUT and again.exempt_role_ids == {3, 7}
     assert (await store.get(OTHER_GUILD)).moderation_enabled is False
     with pytest.raises(ValueError, match="unknown guild setting"):
@@ -121,6 +124,7 @@ async def test_channel_settings_persona_and_mode(sessions: SessionFactory) -> No
 
     settings = await store.get(GUILD, CHANNEL)
     assert settings.conversation_enabled and settings.persona == "a pirate"
+    assert await ChannelSettingsStore(sessions).get(GUILD, CHANNEL) == settings
     assert await store.conversation_channels() == {CHANNEL}
     # A channel id looked up under the wrong guild reveals nothing.
     assert (await store.get(OTHER_GUILD, CHANNEL)).persona is None
@@ -139,3 +143,20 @@ async def test_moderation_event_recorded_and_decided(sessions: SessionFactory) -
     since = await store.since(GUILD, datetime.now(UTC) - timedelta(minutes=1))
     assert [e.id for e in since] == [event.id]
     assert await store.decide(12345, "dismissed", ALICE) is None
+
+
+async def test_a_read_overlapping_a_write_does_not_replace_it() -> None:
+    cache: _SettingsCache[int, str] = _SettingsCache()
+    release = asyncio.Event()
+
+    async def slow_old_row() -> str:
+        await release.wait()
+        return "old"
+
+    reading = asyncio.create_task(cache.get(1, slow_old_row))
+    await asyncio.sleep(0)
+    cache.put(1, "new")  # a write commits while the read is still under way
+    release.set()
+
+    assert await reading == "old"  # what that read saw
+    assert await cache.get(1, slow_old_row) == "new"  # but the write is what stays
