@@ -102,11 +102,6 @@ def alert_embed(event: ModerationEvent, excerpt: str, outcome: str) -> discord.E
     return embed
 
 
-def sent_event_id(embed: discord.Embed) -> str:
-    """The event number an alert embed was posted for."""
-    return (embed.footer.text or "").split(" · ")[0].removeprefix("event #")
-
-
 def stats_text(stats: ModerationStats, guild_name: str) -> str:
     lines = [f"**Moderation in {guild_name}, last {stats.days} days**: {stats.total} flagged"]
     if stats.total:
@@ -147,8 +142,8 @@ class ModerationCog(commands.Cog, name="Moderation"):
 
     def __init__(self, bot: Bot) -> None:
         self.bot = bot
-        # The latest alert per (guild, author), to add grouped flags to it.
-        self._alerts: dict[tuple[int, int], tuple[discord.Message, int]] = {}
+        # The latest alert per (guild, author) with its event and how many flags joined it.
+        self._alerts: dict[tuple[int, int], tuple[discord.Message, int, int]] = {}
         # Texts already checked: a message edited at once is seen twice with the new text
         # (discord.py updates the cached message before the first handler reads it).
         self._checked: OrderedDict[tuple[int, str], None] = OrderedDict()
@@ -363,16 +358,16 @@ class ModerationCog(commands.Cog, name="Moderation"):
                     view=alert_view(event.id),
                     allowed_mentions=NO_MENTIONS,
                 )
-                self._alerts[key] = (sent, 0)
+                self._alerts[key] = (sent, event.id, 0)
             elif decision is Alert.GROUP and key in self._alerts:
-                sent, more = self._alerts[key]
+                sent, first_event_id, more = self._alerts[key]
                 more += 1
                 embed = sent.embeds[0]
                 embed.set_footer(
-                    text=f"event #{sent_event_id(embed)} · "
+                    text=f"event #{first_event_id} · "
                     f"+{more} more flagged from this author (event #{event.id}, {outcome})"
                 )
-                self._alerts[key] = (await sent.edit(embed=embed), more)
+                self._alerts[key] = (await sent.edit(embed=embed), first_event_id, more)
             elif decision is Alert.CAP_NOTICE:
                 await channel.send(
                     "Many messages are being flagged: further alerts this minute are recorded "
