@@ -16,7 +16,7 @@ from bot.client import Bot
 from bot.inference.engine import EngineConfig, InferenceEngine
 from bot.services.container import Services
 from bot.services.conversations import ConversationService
-from bot.services.cooldowns import Cooldowns
+from bot.services.cooldowns import RateLimit
 from bot.services.moderation import ModerationService
 from bot.services.sentiment import SentimentService
 from bot.services.summaries import SummaryService
@@ -58,8 +58,10 @@ async def build_bot(settings: Settings) -> Bot:
             ConversationStore(sessions),
             ChannelSettingsStore(sessions),
             max_new_tokens=settings.chat_max_new_tokens,
+            answers_per_minute=settings.chat_answers_per_minute,
+            queue_limit=settings.chat_queue_limit,
         ),
-        cooldowns=Cooldowns(settings.command_cooldown_s),
+        cooldowns=RateLimit(1, settings.command_cooldown_s),
         moderation=ModerationService(
             engine, GuildSettingsStore(sessions), ModerationEventStore(sessions)
         ),

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import discord
 from discord.ext import commands
 
-from bot.cogs.errors import BotTree
+from bot.cogs.errors import BotTree, report
 from bot.formatting import NO_MENTIONS
 from bot.services.container import Services
 from bot.settings import Settings
@@ -94,6 +96,11 @@ class Bot(commands.Bot):
         # No prefix commands: everything is a slash command; cogs listen to messages themselves.
         return
 
+    async def on_error(self, event_method: str, /, *args: Any, **kwargs: Any) -> None:
+        """Listener errors take the same path as command errors (no member to answer here)."""
+        error = sys.exc_info()[1]
+        report(error or RuntimeError("unknown error"), f"event {event_method}")
+
     def run_in_background(self, coroutine: Awaitable[None], name: str) -> None:
         """Start a task the bot keeps a reference to; close() waits for it, then cancels it."""
         task = asyncio.ensure_future(coroutine)
@@ -103,6 +110,7 @@ class Bot(commands.Bot):
 
     async def close(self) -> None:
         self.stopping.set()
+        self.services.conversations.close()
         if self._background:
             _, unfinished = await asyncio.wait(self._background, timeout=BACKGROUND_STOP_S)
             for task in unfinished:  # e.g. a warm-up still loading a model

@@ -24,10 +24,12 @@ class InvalidInputError(UserFacingError):
 class CooldownError(UserFacingError):
     """The user asked again too soon."""
 
-    def __init__(self, retry_after_s: float) -> None:
+    def __init__(self, retry_after_s: float, *, repeated: bool = False) -> None:
         seconds = max(1, math.ceil(retry_after_s))
         super().__init__(f"You're going a bit fast - try again in {seconds} s.")
         self.retry_after_s = retry_after_s
+        # Already refused in this window: a flood is told once, not once per message.
+        self.repeated = repeated
 
 
 class BusyError(UserFacingError):

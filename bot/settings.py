@@ -54,6 +54,8 @@ class Settings(BaseSettings):
     inference_timeout_s: float = Field(default=120.0, gt=0)
 
     chat_max_new_tokens: int = Field(default=256, ge=1, le=4096)
+    chat_answers_per_minute: int = Field(default=6, ge=0)
+    chat_queue_limit: int = Field(default=10, ge=1, le=100)
     conversation_retention_days: int = Field(default=30, ge=0)
     command_cooldown_s: float = Field(default=10.0, ge=0)
 

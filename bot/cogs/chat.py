@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import logging
-from collections import defaultdict
 
 import discord
 from discord import app_commands
 from discord.ext import commands
 
 from bot.client import Bot
-from bot.cogs.errors import describe
+from bot.cogs.errors import report
 from bot.cogs.streaming import StreamingReply
-from bot.errors import InvalidInputError
+from bot.errors import CooldownError, InvalidInputError
 from bot.formatting import NO_MENTIONS, split_message, truncate
 from bot.services.conversations import (
     MAX_MESSAGE_CHARS,
@@ -21,6 +20,7 @@ from bot.services.conversations import (
     ConversationService,
     Speaker,
 )
+from bot.services.lines import Place
 
 log = logging.getLogger(__name__)
 
@@ -46,9 +46,6 @@ class ChatCog(commands.Cog):
 
     def __init__(self, bot: Bot) -> None:
         self.bot = bot
-        # Messages of a channel are handled one after another in arrival order: the lock is
-        # the handler's first await, and asyncio locks queue their waiters first come first.
-        self._channel_turns: defaultdict[int, asyncio.Lock] = defaultdict(asyncio.Lock)
 
     @property
     def conversations(self) -> ConversationService:
@@ -65,46 +62,53 @@ class ChatCog(commands.Cog):
         message: app_commands.Range[str, 1, MAX_MESSAGE_CHARS],
     ) -> None:
         guild_id, channel_id = location(interaction)
-        await interaction.response.defer(thinking=True)
-        reply = StreamingReply(
-            lambda text: interaction.followup.send(text, wait=True, allowed_mentions=NO_MENTIONS),
-            lambda text: interaction.followup.send(text, wait=True, allowed_mentions=NO_MENTIONS),
-        )
         speaker = speaker_of(interaction.user, guild_id, channel_id)
-        async for piece in self.conversations.respond(speaker, message):
-            await reply.add(piece)
-        await reply.finish()
+        with self.conversations.line_up(channel_id) as place:
+            answer = self.conversations.ask(speaker, message, place)  # refusals stay private
+            await interaction.response.defer(thinking=True)
+            reply = StreamingReply(
+                lambda text: interaction.followup.send(
+                    text, wait=True, allowed_mentions=NO_MENTIONS
+                ),
+                lambda text: interaction.followup.send(
+                    text, wait=True, allowed_mentions=NO_MENTIONS
+                ),
+            )
+            async with contextlib.aclosing(answer):
+                async for piece in answer:
+                    await reply.add(piece)
+            await reply.finish()
 
     @commands.Cog.listener()
     async def on_message(self, message: discord.Message) -> None:
         if message.author.bot or message.guild is None or not message.content.strip():
             return
-        async with self._channel_turns[message.channel.id]:
+        # Joined before the first await: a channel's messages are answered in arrival order.
+        with self.conversations.line_up(message.channel.id) as place:
             if await self._should_answer(message):
-                await self._answer(message)
+                await self._answer(message, place)
 
-    async def _answer(self, message: discord.Message) -> None:
+    async def _answer(self, message: discord.Message, place: Place) -> None:
         assert message.guild is not None
-        text = self._without_mention(message)
         speaker = speaker_of(message.author, message.guild.id, message.channel.id)
         reply = StreamingReply(
             lambda content: message.reply(content, allowed_mentions=NO_MENTIONS),
             lambda content: message.channel.send(content, allowed_mentions=NO_MENTIONS),
         )
         try:
-            async with message.channel.typing():
-                stream = aiter(self.conversations.respond(speaker, text))
-                first = await anext(stream, None)
-            if first is not None:
-                await reply.add(first)
-                async for piece in stream:
-                    await reply.add(piece)
+            answer = self.conversations.ask(speaker, self._without_mention(message), place)
+            async with contextlib.aclosing(answer):
+                async with message.channel.typing():
+                    first = await anext(answer, None)
+                if first is not None:
+                    await reply.add(first)
+                    async for piece in answer:
+                        await reply.add(piece)
             await reply.finish()
         except Exception as error:  # a message handler must answer, never die silently
-            text, expected = describe(error)
-            if not expected:
-                log.exception("conversation reply failed in channel %s", message.channel.id)
-                text = text or "Something went wrong on my side; please try again."
+            if isinstance(error, CooldownError) and error.repeated:
+                return  # a flood is told once per window, not once per message
+            text = report(error, f"conversation reply in channel {message.channel.id}")
             await message.reply(text, allowed_mentions=NO_MENTIONS)
 
     async def _should_answer(self, message: discord.Message) -> bool:
@@ -136,9 +140,10 @@ class ChatCog(commands.Cog):
 
     async def _set_mode(self, interaction: discord.Interaction, *, enabled: bool) -> None:
         guild_id, channel_id = location(interaction)
+        await interaction.response.defer(thinking=True)
         await self.conversations.set_mode(guild_id, channel_id, enabled=enabled)
         state = "on: I'll answer every message here" if enabled else "off: mention me to talk"
-        await interaction.response.send_message(f"Conversation mode is {state}.")
+        await interaction.followup.send(f"Conversation mode is {state}.")
 
     @conversation.command(name="persona", description="Set how the bot behaves in this channel")
     @app_commands.describe(text="A system prompt, e.g. 'You are a pirate.' Leave empty to reset.")
@@ -148,8 +153,9 @@ class ChatCog(commands.Cog):
         text: app_commands.Range[str, 0, MAX_PERSONA_CHARS] | None = None,
     ) -> None:
         guild_id, channel_id = location(interaction)
+        await interaction.response.defer(thinking=True)
         persona = await self.conversations.set_persona(guild_id, channel_id, text)
-        await interaction.response.send_message(
+        await interaction.followup.send(
             f"Persona for this channel:\n> {truncate(persona, 1500)}", allowed_mentions=NO_MENTIONS
         )
 
@@ -158,8 +164,10 @@ class ChatCog(commands.Cog):
     @app_commands.default_permissions(manage_messages=True)
     async def reset(self, interaction: discord.Interaction) -> None:
         guild_id, channel_id = location(interaction)
+        # Acknowledged first: a reset waits for the answer under way here to stop.
+        await interaction.response.defer(thinking=True)
         removed = await self.conversations.reset(guild_id, channel_id)
-        await interaction.response.send_message(
+        await interaction.followup.send(
             f"Done - I forgot this channel's conversation ({removed} messages)."
         )
 
@@ -169,27 +177,26 @@ class ChatCog(commands.Cog):
     @app_commands.guild_only()
     async def forget(self, interaction: discord.Interaction) -> None:
         guild_id, _ = location(interaction)
+        await interaction.response.defer(ephemeral=True, thinking=True)
         removed = await self.conversations.forget_member(guild_id, interaction.user.id)
-        await interaction.response.send_message(
+        await interaction.followup.send(
             f"Deleted {removed} of your messages from my memory of this server.", ephemeral=True
         )
 
     @app_commands.command(name="history", description="Show what the bot remembers of this channel")
     @app_commands.describe(turns="How many recent messages to show")
     @app_commands.guild_only()
+    @app_commands.checks.has_permissions(view_channel=True, read_message_history=True)
     async def history(
         self, interaction: discord.Interaction, turns: app_commands.Range[int, 1, 50] = 10
     ) -> None:
         guild_id, channel_id = location(interaction)
+        await interaction.response.defer(ephemeral=True, thinking=True)
         remembered = await self.conversations.history(guild_id, channel_id, turns)
         if not remembered:
             raise InvalidInputError("I don't remember anything of this channel.")
         lines = [f"**{t.author_name}**: {truncate(t.content, 300)}" for t in remembered]
-        pieces = split_message("\n".join(lines))
-        await interaction.response.send_message(
-            pieces[0], ephemeral=True, allowed_mentions=NO_MENTIONS
-        )
-        for piece in pieces[1:]:
+        for piece in split_message("\n".join(lines)):
             await interaction.followup.send(piece, ephemeral=True, allowed_mentions=NO_MENTIONS)
 
 

@@ -1,4 +1,4 @@
-"""The one error handler of the command tree, and the reply helpers it shares with cogs."""
+"""The one error path: friendly texts for known errors, an error id for the rest."""
 
 from __future__ import annotations
 
@@ -37,6 +37,25 @@ def describe(error: BaseException) -> tuple[str, bool]:
     return "", False
 
 
+def report(error: BaseException, where: str) -> str:
+    """Log ``error`` once and return what the member should see.
+
+    Expected errors (the member's input, a busy model, a cooldown) are logged quietly;
+    anything else is logged with a short id that the member is shown, so the operator can
+    find the traceback.
+    """
+    message, expected = describe(error)
+    if expected:
+        log.debug("%s: %s", where, message)
+        return message
+    error_id = secrets.token_hex(4)
+    original = getattr(error, "original", error)
+    log.error("error %s in %s", error_id, where, exc_info=original)
+    return (message or "Something went wrong on my side.") + (
+        f" If it keeps happening, tell the bot's operator: error id `{error_id}`."
+    )
+
+
 async def send_ephemeral(interaction: discord.Interaction, content: str) -> None:
     """Answer privately, whether or not the interaction was already answered or deferred."""
     if interaction.is_expired():
@@ -54,20 +73,10 @@ async def send_ephemeral(interaction: discord.Interaction, content: str) -> None
 
 
 class BotTree(app_commands.CommandTree[commands.Bot]):
-    """Turns known errors into friendly replies and logs the rest with an id shown to the user."""
+    """Sends every command's error through ``report`` and answers the member privately."""
 
     async def on_error(
         self, interaction: discord.Interaction, error: app_commands.AppCommandError
     ) -> None:
-        message, expected = describe(error)
         name = interaction.command.qualified_name if interaction.command else "?"
-        if expected:
-            log.debug("/%s: %s", name, message)
-        else:
-            error_id = secrets.token_hex(4)
-            original = getattr(error, "original", error)
-            log.error("error %s in /%s", error_id, name, exc_info=original)
-            message = (message or "Something went wrong on my side.") + (
-                f" If it keeps happening, tell the bot's operator: error id `{error_id}`."
-            )
-        await send_ephemeral(interaction, message)
+        await send_ephemeral(interaction, report(error, f"/{name}"))

@@ -50,6 +50,16 @@ def summary_embed(summary: ChannelSummary, guild_id: int, channel_id: int) -> di
     return embed
 
 
+def _require_history_access(interaction: discord.Interaction) -> None:
+    """Only members who may read a channel's history get a summary of it."""
+    permissions = interaction.permissions
+    missing = [
+        name for name in ("view_channel", "read_message_history") if not getattr(permissions, name)
+    ]
+    if missing:
+        raise app_commands.MissingPermissions(missing)
+
+
 class SummarizeCog(commands.Cog):
     def __init__(self, bot: Bot) -> None:
         self.bot = bot
@@ -76,7 +86,9 @@ class SummarizeCog(commands.Cog):
         min_length: app_commands.Range[int, 0, 500] | None = None,
         max_length: app_commands.Range[int, 10, 1000] = 130,
     ) -> None:
-        self.bot.services.cooldowns.hit(interaction.user.id, "summarize")
+        if text is None:
+            _require_history_access(interaction)
+        self.bot.services.cooldowns.hit((interaction.user.id, "summarize"))
         after = datetime.now(UTC) - parse_duration(since) if since else None
         await interaction.response.defer(ephemeral=private, thinking=True)
         if text is not None:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from bot.inference.engine import InferenceEngine
 from bot.services.conversations import ConversationService
-from bot.services.cooldowns import Cooldowns
+from bot.services.cooldowns import RateLimit
 from bot.services.moderation import ModerationService
 from bot.services.sentiment import SentimentService
 from bot.services.summaries import SummaryService
@@ -18,5 +18,5 @@ class Services:
     sentiment: SentimentService
     summaries: SummaryService
     conversations: ConversationService
-    cooldowns: Cooldowns
+    cooldowns: RateLimit
     moderation: ModerationService

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import logging
-from collections import defaultdict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from bot.errors import InvalidInputError
 from bot.inference.chat import ChatMessage
 from bot.inference.engine import InferenceEngine
+from bot.services.cooldowns import RateLimit
+from bot.services.lines import ChannelBusyError, ChannelLine, Place
 from bot.storage.records import NewTurn, Role, Turn
 from bot.storage.repositories import ChannelSettingsStore, ConversationStore
 
@@ -47,56 +48,83 @@ class ConversationService:
         *,
         bot_user_id: int = 0,
         max_new_tokens: int = 256,
+        answers_per_minute: int = 0,
+        queue_limit: int = 10,
     ) -> None:
         self._engine = engine
         self._turns = turns
         self._channels = channels
         self.bot_user_id = bot_user_id
         self._max_new_tokens = max_new_tokens
-        # One answer at a time per channel, in arrival order (asyncio locks are FIFO).
-        self._channel_locks: defaultdict[int, asyncio.Lock] = defaultdict(asyncio.Lock)
+        # One answer at a time per channel, in arrival order.
+        self._line = ChannelLine()
+        self._queue_limit = queue_limit
+        self._pace = RateLimit(answers_per_minute, 60.0)
 
-    async def respond(self, speaker: Speaker, text: str) -> AsyncIterator[str]:
-        """Stream the answer to ``text``; both turns are stored (the question before generating)."""
+    def line_up(self, channel_id: int) -> Place:
+        """A place in the channel's line. Join before the first ``await`` to keep arrival order,
+        and leave it (``with``) once the message is answered or needs no answer."""
+        return self._line.join(channel_id)
+
+    def ask(self, speaker: Speaker, text: str, place: Place) -> AsyncGenerator[str, None]:
+        """Check the question now (friendly errors), then stream the answer when iterated.
+
+        Both turns are stored: the question once its turn comes, before generating.
+        """
         text = text.strip()
         if not text:
             raise InvalidInputError("Say something and I'll answer.")
         if len(text) > MAX_MESSAGE_CHARS:
             raise InvalidInputError(f"Please keep messages under {MAX_MESSAGE_CHARS} characters.")
-        async with self._channel_locks[speaker.channel_id]:
-            [tokens] = await self._engine.count_tokens([f"{speaker.author_name}: {text}"])
+        if place.ahead > self._queue_limit:
+            raise ChannelBusyError(place.ahead)
+        self._pace.hit((speaker.guild_id, speaker.author_id))
+        return self._answer(speaker, text, place)
+
+    async def respond(self, speaker: Speaker, text: str) -> AsyncIterator[str]:
+        """``ask`` with its own place in line (for callers that need no Discord ordering)."""
+        with self.line_up(speaker.channel_id) as place:
+            async with contextlib.aclosing(self.ask(speaker, text, place)) as answer:
+                async for piece in answer:
+                    yield piece
+
+    async def _answer(self, speaker: Speaker, text: str, place: Place) -> AsyncGenerator[str, None]:
+        await place.wait_turn()
+        [tokens] = await self._engine.count_tokens([f"{speaker.author_name}: {text}"])
+        await self._turns.add_turn(
+            NewTurn(
+                speaker.guild_id,
+                speaker.channel_id,
+                speaker.author_id,
+                speaker.author_name,
+                Role.USER,
+                text,
+                tokens,
+            )
+        )
+        messages = await self._prompt(speaker.guild_id, speaker.channel_id)
+        pieces: list[str] = []
+        stream = self._engine.chat_stream(messages, max_new_tokens=self._max_new_tokens)
+        async with contextlib.aclosing(stream):  # closing it stops the generation
+            async for piece in stream:
+                place.raise_if_dropped()
+                pieces.append(piece)
+                yield piece
+        place.raise_if_dropped()
+        answer = "".join(pieces).strip()
+        if answer:
+            [answer_tokens] = await self._engine.count_tokens([answer])
             await self._turns.add_turn(
                 NewTurn(
                     speaker.guild_id,
                     speaker.channel_id,
-                    speaker.author_id,
-                    speaker.author_name,
-                    Role.USER,
-                    text,
-                    tokens,
+                    self.bot_user_id,
+                    "assistant",
+                    Role.ASSISTANT,
+                    answer,
+                    answer_tokens,
                 )
             )
-            messages = await self._prompt(speaker.guild_id, speaker.channel_id)
-            pieces: list[str] = []
-            async for piece in self._engine.chat_stream(
-                messages, max_new_tokens=self._max_new_tokens
-            ):
-                pieces.append(piece)
-                yield piece
-            answer = "".join(pieces).strip()
-            if answer:
-                [answer_tokens] = await self._engine.count_tokens([answer])
-                await self._turns.add_turn(
-                    NewTurn(
-                        speaker.guild_id,
-                        speaker.channel_id,
-                        self.bot_user_id,
-                        "assistant",
-                        Role.ASSISTANT,
-                        answer,
-                        answer_tokens,
-                    )
-                )
 
     async def _prompt(self, guild_id: int, channel_id: int) -> list[ChatMessage]:
         settings = await self._channels.get(guild_id, channel_id)
@@ -110,9 +138,15 @@ class ConversationService:
         return await self._turns.recent_turns(guild_id, channel_id, limit)
 
     async def reset(self, guild_id: int, channel_id: int) -> int:
-        """Forget a channel's conversation; returns how many turns went."""
-        async with self._channel_locks[channel_id]:
+        """Forget a channel's conversation; answers waiting or under way there are dropped."""
+        self._line.drop(channel_id)
+        with self._line.join(channel_id) as place:
+            await place.wait_turn()  # the dropped answers have stopped: none is stored later
             return await self._turns.clear_channel(guild_id, channel_id)
+
+    def close(self) -> None:
+        """Stop every answer waiting or under way (shutdown)."""
+        self._line.drop_all()
 
     async def forget_member(self, guild_id: int, author_id: int) -> int:
         """Delete every turn a member wrote in a guild; returns how many."""

@@ -1,29 +1,50 @@
-"""Per-member cooldowns on heavy commands."""
+"""Rate limits per member: cooldowns on heavy commands, answers per minute in conversations."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Hashable
+
+from cachetools import TTLCache
 
 from bot.errors import CooldownError
 
+# Members remembered at once; the least recently active are forgotten first.
+MAX_KEYS = 50_000
 
-class Cooldowns:
-    """Remembers when each member last used each heavy command."""
 
-    def __init__(self, seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
-        self.seconds = seconds
+class RateLimit:
+    """At most ``uses`` per key in any ``period_s`` (a sliding window); ``uses=0`` is no limit."""
+
+    def __init__(
+        self,
+        uses: int,
+        period_s: float,
+        clock: Callable[[], float] = time.monotonic,
+        max_keys: int = MAX_KEYS,
+    ) -> None:
+        self.uses = uses
+        self.period_s = period_s
         self._clock = clock
-        self._last_use: dict[tuple[int, str], float] = {}
+        # An entry expires one period after its last use: by then the window is empty anyway.
+        self._recent: TTLCache[Hashable, deque[float]] = TTLCache(
+            max_keys, ttl=period_s, timer=clock
+        )
+        self._refused: TTLCache[Hashable, None] = TTLCache(max_keys, ttl=period_s, timer=clock)
 
-    def hit(self, user_id: int, command: str) -> None:
-        """Record a use, or raise CooldownError if the last one was too recent."""
-        if self.seconds <= 0:
+    def hit(self, key: Hashable) -> None:
+        """Record a use, or raise CooldownError saying when the next one is allowed."""
+        if self.uses <= 0 or self.period_s <= 0:
             return
         now = self._clock()
-        last = self._last_use.get((user_id, command))
-        if last is not None and now - last < self.seconds:
-            raise CooldownError(self.seconds - (now - last))
-        self._last_use[(user_id, command)] = now
-        if len(self._last_use) > 10_000:  # forget members who have long cooled down
-            self._last_use = {k: t for k, t in self._last_use.items() if now - t < self.seconds}
+        recent = self._recent.get(key) or deque()
+        while recent and now - recent[0] >= self.period_s:
+            recent.popleft()
+        if len(recent) >= self.uses:
+            repeated = key in self._refused
+            self._refused[key] = None
+            raise CooldownError(self.period_s - (now - recent[0]), repeated=repeated)
+        recent.append(now)
+        self._recent[key] = recent  # re-set: the entry's expiry follows its last use
+        self._refused.pop(key, None)

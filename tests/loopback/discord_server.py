@@ -204,7 +204,7 @@ class FakeDiscord:
         if user_id == int(self.owner["id"]):
             return (1 << 53) - 1
         role_ids = set(self.members[user_id]["roles"])
-        permissions = EVERYONE_PERMISSIONS
+        permissions = int(self.everyone_role["permissions"])
         for role in self.roles:
             if role["id"] in role_ids:
                 permissions |= int(role["permissions"])

@@ -9,7 +9,7 @@ from bot.errors import CooldownError, InvalidInputError
 from bot.inference.chat import ChatMessage
 from bot.inference.engine import InferenceEngine
 from bot.services.conversations import DEFAULT_PERSONA, ConversationService, Speaker
-from bot.services.cooldowns import Cooldowns
+from bot.services.cooldowns import RateLimit
 from bot.services.sentiment import SentimentService
 from bot.services.summaries import ChannelMessage, SummaryService, parse_duration
 from bot.storage.engine import SessionFactory
@@ -104,16 +104,16 @@ def test_parse_duration_refuses_nonsense(text: str) -> None:
 
 def test_cooldown_per_member_and_command() -> None:
     now = [100.0]
-    cooldowns = Cooldowns(10, clock=lambda: now[0])
-    cooldowns.hit(1, "summarize")
-    cooldowns.hit(2, "summarize")
-    cooldowns.hit(1, "chat")
+    cooldowns = RateLimit(1, 10, clock=lambda: now[0])
+    cooldowns.hit((1, "summarize"))
+    cooldowns.hit((2, "summarize"))
+    cooldowns.hit((1, "chat"))
     now[0] += 4
     with pytest.raises(CooldownError) as error:
-        cooldowns.hit(1, "summarize")
+        cooldowns.hit((1, "summarize"))
     assert "6 s" in error.value.message
     now[0] += 6
-    cooldowns.hit(1, "summarize")
+    cooldowns.hit((1, "summarize"))
 
 
 def _conversations(engine: InferenceEngine, sessions: SessionFactory) -> ConversationService:
