@@ -66,10 +66,18 @@ class InferenceTimeoutError(InferenceError):
 
 
 class StorageError(UserFacingError):
-    """The database failed; nothing the user sent was applied."""
+    """The database failed; nothing the user sent was applied.
 
-    def __init__(self) -> None:
-        super().__init__("The bot's database is not answering - please try again in a moment.")
+    Raised at the repository boundary, which logs the original error at ERROR under
+    ``error_id``; the member sees that id so the operator can find the log line.
+    """
+
+    def __init__(self, error_id: str | None = None) -> None:
+        message = "The bot's database is not answering - please try again in a moment."
+        if error_id:
+            message += f" If it keeps happening, tell the bot's operator: error id `{error_id}`."
+        super().__init__(message)
+        self.error_id = error_id
 
 
 class PermissionDeniedError(UserFacingError):
