@@ -18,6 +18,7 @@ from bot.services.container import Services
 from bot.services.conversations import ConversationService
 from bot.services.cooldowns import Cooldowns
 from bot.services.moderation import ModerationService
+from bot.services.retention import RetentionService
 from bot.services.sentiment import SentimentService
 from bot.services.summaries import SummaryService
 from bot.settings import Settings
@@ -49,6 +50,8 @@ async def build_bot(settings: Settings) -> Bot:
     sessions = create_session_factory(database)
     engine = InferenceEngine(EngineConfig.from_settings(settings))
     sentiment = SentimentService(engine)
+    guild_settings, channel_settings = GuildSettingsStore(sessions), ChannelSettingsStore(sessions)
+    moderation_events = ModerationEventStore(sessions)
     services = Services(
         engine=engine,
         sentiment=sentiment,
@@ -56,13 +59,17 @@ async def build_bot(settings: Settings) -> Bot:
         conversations=ConversationService(
             engine,
             ConversationStore(sessions),
-            ChannelSettingsStore(sessions),
+            channel_settings,
             max_new_tokens=settings.chat_max_new_tokens,
         ),
         cooldowns=Cooldowns(settings.command_cooldown_s),
-        moderation=ModerationService(
-            engine, GuildSettingsStore(sessions), ModerationEventStore(sessions)
-        ),
+        moderation=ModerationService(engine, guild_settings, moderation_events),
+    )
+    retention = RetentionService(
+        services.conversations,
+        moderation_events,
+        conversation_days=settings.conversation_retention_days,
+        moderation_days=settings.moderation_retention_days,
     )
 
     async def release() -> None:
@@ -72,20 +79,23 @@ async def build_bot(settings: Settings) -> Bot:
     bot = Bot(settings, services, on_close=release)
     if settings.warmup:
         bot.run_in_background(engine.warmup(), "warmup")
-    bot.run_in_background(
-        _retention_loop(services.conversations, settings, bot.stopping), "retention"
-    )
+    bot.run_in_background(_retention_loop(retention, bot.stopping), "retention")
+
+    async def forget_guild(guild: discord.Guild) -> None:
+        # Settings of a guild the bot left stay stored but need not stay in memory.
+        guild_settings.forget_guild(guild.id)
+        channel_settings.forget_guild(guild.id)
+
+    bot.add_listener(forget_guild, "on_guild_remove")
     return bot
 
 
-async def _retention_loop(
-    conversations: ConversationService, settings: Settings, stopping: asyncio.Event
-) -> None:
+async def _retention_loop(retention: RetentionService, stopping: asyncio.Event) -> None:
     # Stops between prunes, never in the middle of one (a database call cut by
     # cancellation leaves its connection half-closed when the engine is disposed).
     while not stopping.is_set():
         try:
-            await conversations.prune(settings.conversation_retention_days)
+            await retention.prune()
         except Exception:
             log.exception("retention pruning failed; will retry")
         with contextlib.suppress(TimeoutError):

@@ -55,6 +55,7 @@ class Settings(BaseSettings):
 
     chat_max_new_tokens: int = Field(default=256, ge=1, le=4096)
     conversation_retention_days: int = Field(default=30, ge=0)
+    moderation_retention_days: int = Field(default=90, ge=0)
     command_cooldown_s: float = Field(default=10.0, ge=0)
 
     log_level: str = "INFO"

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import defaultdict
+from collections.abc import Callable, Collection
 
 import discord
 from discord import app_commands
@@ -13,7 +15,7 @@ from discord.ext import commands
 from bot.client import Bot
 from bot.cogs.errors import describe
 from bot.cogs.streaming import StreamingReply
-from bot.errors import InvalidInputError
+from bot.errors import InvalidInputError, StorageError
 from bot.formatting import NO_MENTIONS, split_message, truncate
 from bot.services.conversations import (
     MAX_MESSAGE_CHARS,
@@ -34,6 +36,11 @@ def location(interaction: discord.Interaction) -> tuple[int, int]:
 
 def speaker_of(user: discord.abc.User, guild_id: int, channel_id: int) -> Speaker:
     return Speaker(guild_id, channel_id, user.id, user.display_name)
+
+
+def first_message_id(reply: StreamingReply) -> Callable[[], int | None]:
+    """The id of the reply's first message, once it was sent."""
+    return lambda: reply.messages[0].id if reply.messages else None
 
 
 class ChatCog(commands.Cog):
@@ -67,11 +74,17 @@ class ChatCog(commands.Cog):
         guild_id, channel_id = location(interaction)
         await interaction.response.defer(thinking=True)
         reply = StreamingReply(
-            lambda text: interaction.followup.send(text, wait=True, allowed_mentions=NO_MENTIONS),
-            lambda text: interaction.followup.send(text, wait=True, allowed_mentions=NO_MENTIONS),
+            # Model answers never ping anyone, and links in them are not unfurled.
+            lambda text: interaction.followup.send(
+                text, wait=True, allowed_mentions=NO_MENTIONS, suppress_embeds=True
+            ),
+            lambda text: interaction.followup.send(
+                text, wait=True, allowed_mentions=NO_MENTIONS, suppress_embeds=True
+            ),
         )
         speaker = speaker_of(interaction.user, guild_id, channel_id)
-        async for piece in self.conversations.respond(speaker, message):
+        shown_in = first_message_id(reply)
+        async for piece in self.conversations.respond(speaker, message, answer_message_id=shown_in):
             await reply.add(piece)
         await reply.finish()
 
@@ -80,20 +93,48 @@ class ChatCog(commands.Cog):
         if message.author.bot or message.guild is None or not message.content.strip():
             return
         async with self._channel_turns[message.channel.id]:
+            if self.conversations.was_deleted(message.id):
+                return  # deleted while it waited for its turn
             if await self._should_answer(message):
                 await self._answer(message)
+
+    @commands.Cog.listener()
+    async def on_raw_message_delete(self, payload: discord.RawMessageDeleteEvent) -> None:
+        if payload.guild_id is not None:
+            await self._forget_deleted(payload.guild_id, [payload.message_id])
+
+    @commands.Cog.listener()
+    async def on_raw_bulk_message_delete(self, payload: discord.RawBulkMessageDeleteEvent) -> None:
+        if payload.guild_id is not None:
+            await self._forget_deleted(payload.guild_id, payload.message_ids)
+
+    async def _forget_deleted(self, guild_id: int, message_ids: Collection[int]) -> None:
+        # A deleted message is forgotten too; a database failure was logged where it happened.
+        with contextlib.suppress(StorageError):
+            await self.conversations.forget_messages(guild_id, message_ids)
 
     async def _answer(self, message: discord.Message) -> None:
         assert message.guild is not None
         text = self._without_mention(message)
         speaker = speaker_of(message.author, message.guild.id, message.channel.id)
         reply = StreamingReply(
-            lambda content: message.reply(content, allowed_mentions=NO_MENTIONS),
-            lambda content: message.channel.send(content, allowed_mentions=NO_MENTIONS),
+            lambda content: message.reply(
+                content, allowed_mentions=NO_MENTIONS, suppress_embeds=True
+            ),
+            lambda content: message.channel.send(
+                content, allowed_mentions=NO_MENTIONS, suppress_embeds=True
+            ),
         )
         try:
             async with message.channel.typing():
-                stream = aiter(self.conversations.respond(speaker, text))
+                stream = aiter(
+                    self.conversations.respond(
+                        speaker,
+                        text,
+                        message_id=message.id,
+                        answer_message_id=first_message_id(reply),
+                    )
+                )
                 first = await anext(stream, None)
             if first is not None:
                 await reply.add(first)

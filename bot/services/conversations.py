@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+
+from cachetools import LRUCache
 
 from bot.errors import InvalidInputError
 from bot.inference.chat import ChatMessage
@@ -26,6 +28,9 @@ MAX_MESSAGE_CHARS = 4000
 MAX_PERSONA_CHARS = 1000
 # Turns read from the database per answer; the model's window then decides how many fit.
 HISTORY_WINDOW = 60
+# Ids of recently deleted messages remembered, so that a message deleted while it waits
+# for its turn (or while its turn is being stored) is never remembered.
+RECENTLY_DELETED = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,17 +60,32 @@ class ConversationService:
         self._max_new_tokens = max_new_tokens
         # One answer at a time per channel, in arrival order (asyncio locks are FIFO).
         self._channel_locks: defaultdict[int, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._deleted: LRUCache[int, bool] = LRUCache(RECENTLY_DELETED)
 
-    async def respond(self, speaker: Speaker, text: str) -> AsyncIterator[str]:
-        """Stream the answer to ``text``; both turns are stored (the question before generating)."""
+    async def respond(
+        self,
+        speaker: Speaker,
+        text: str,
+        *,
+        message_id: int | None = None,
+        answer_message_id: Callable[[], int | None] | None = None,
+    ) -> AsyncIterator[str]:
+        """Stream the answer to ``text``; both turns are stored (the question before generating).
+
+        ``message_id`` is the Discord message ``text`` came from and ``answer_message_id``
+        tells, once the answer is complete, the id of the message showing it: deleting
+        either message later deletes its turn (see ``forget_messages``).
+        """
         text = text.strip()
         if not text:
             raise InvalidInputError("Say something and I'll answer.")
         if len(text) > MAX_MESSAGE_CHARS:
             raise InvalidInputError(f"Please keep messages under {MAX_MESSAGE_CHARS} characters.")
         async with self._channel_locks[speaker.channel_id]:
+            if self.was_deleted(message_id):
+                return
             [tokens] = await self._engine.count_tokens([f"{speaker.author_name}: {text}"])
-            await self._turns.add_turn(
+            question = await self._turns.add_turn(
                 NewTurn(
                     speaker.guild_id,
                     speaker.channel_id,
@@ -74,8 +94,12 @@ class ConversationService:
                     Role.USER,
                     text,
                     tokens,
+                    message_id,
                 )
             )
+            if self.was_deleted(message_id):  # deleted while the turn was being written
+                await self._turns.delete_turn(question.id)
+                return
             messages = await self._prompt(speaker.guild_id, speaker.channel_id)
             pieces: list[str] = []
             async for piece in self._engine.chat_stream(
@@ -84,7 +108,8 @@ class ConversationService:
                 pieces.append(piece)
                 yield piece
             answer = "".join(pieces).strip()
-            if answer:
+            shown_in = answer_message_id() if answer_message_id is not None else None
+            if answer and not self.was_deleted(shown_in):
                 [answer_tokens] = await self._engine.count_tokens([answer])
                 await self._turns.add_turn(
                     NewTurn(
@@ -95,6 +120,7 @@ class ConversationService:
                         Role.ASSISTANT,
                         answer,
                         answer_tokens,
+                        shown_in,
                     )
                 )
 
@@ -117,6 +143,19 @@ class ConversationService:
     async def forget_member(self, guild_id: int, author_id: int) -> int:
         """Delete every turn a member wrote in a guild; returns how many."""
         return await self._turns.forget_author(guild_id, author_id)
+
+    async def forget_messages(self, guild_id: int, message_ids: Collection[int]) -> int:
+        """These Discord messages were deleted: delete their turns; returns how many."""
+        for message_id in message_ids:
+            self._deleted[message_id] = True
+        removed = await self._turns.delete_messages(guild_id, message_ids)
+        if removed:
+            log.info("deleted %d conversation turns of deleted messages", removed)
+        return removed
+
+    def was_deleted(self, message_id: int | None) -> bool:
+        """Whether the message was deleted recently (a turn for it must not be stored)."""
+        return message_id is not None and message_id in self._deleted
 
     async def set_mode(self, guild_id: int, channel_id: int, *, enabled: bool) -> None:
         """Switch channel conversation mode (answer every message) on or off."""
