@@ -9,11 +9,14 @@ import signal
 
 import discord
 import yarl
+from alembic.util import CommandError
 from discord.gateway import DiscordWebSocket
 from discord.http import Route
+from sqlalchemy.exc import SQLAlchemyError
 
 from bot.client import Bot
 from bot.inference.engine import EngineConfig, InferenceEngine
+from bot.redaction import mask_url_passwords, safe_database_url
 from bot.services.container import Services
 from bot.services.conversations import ConversationService
 from bot.services.cooldowns import Cooldowns
@@ -105,7 +108,17 @@ async def _retention_loop(retention: RetentionService, stopping: asyncio.Event) 
 async def run_bot(settings: Settings) -> int:
     """Start the bot and run until it is stopped; returns the process exit code."""
     assert settings.discord_token is not None
-    bot = await build_bot(settings)
+    try:
+        bot = await build_bot(settings)
+    except (SQLAlchemyError, OSError, CommandError) as error:
+        # One line, and never the password of DATABASE_URL.
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
+        log.error(
+            "cannot use the database %s: %s",
+            safe_database_url(settings.database_url),
+            mask_url_passwords(reason),
+        )
+        return 1
     # `docker stop` and systemd send SIGTERM: close the gateway and the database cleanly.
     loop = asyncio.get_running_loop()
     stopping: list[asyncio.Task[None]] = []  # a reference keeps the task alive

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import math
 
+from bot.redaction import for_members
+
 
 class UserFacingError(Exception):
     """An error whose message can be shown to the user as it is."""
@@ -43,8 +45,10 @@ class ModelUnavailableError(UserFacingError):
     """A model could not be loaded; other models keep working."""
 
     def __init__(self, model_role: str, model_id: str, reason: str) -> None:
+        # The reason comes from exceptions and may name files of the host: members see
+        # only their last part (the full text is in the operator's log).
         super().__init__(
-            f"The {model_role} model isn't available right now ({reason}). "
+            f"The {model_role} model isn't available right now ({for_members(reason)}). "
             "The bot's operator has been told; other commands still work."
         )
         self.model_role = model_role

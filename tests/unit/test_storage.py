@@ -315,8 +315,10 @@ async def test_a_failing_database_raises_storage_error_logged_once_with_its_id(
     [record] = [r for r in caplog.records if r.levelno == logging.ERROR]
     assert error.value.error_id in record.getMessage() and record.exc_info is not None
     assert "no such table" in str(record.exc_info[1])
+    caplog.clear()
     with pytest.raises(StorageError):
-        await store.add_turn(turn("after"))
+        await store.add_turn(turn("what a member wrote"))
+    assert "what a member wrote" not in caplog.text  # SQL parameters stay out of the log
 
 
 async def test_an_unopenable_database_file_raises_storage_error(tmp_path: Path) -> None:
