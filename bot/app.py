@@ -9,15 +9,19 @@ import signal
 
 import discord
 import yarl
+from alembic.util import CommandError
 from discord.gateway import DiscordWebSocket
 from discord.http import Route
+from sqlalchemy.exc import SQLAlchemyError
 
 from bot.client import Bot
 from bot.inference.engine import EngineConfig, InferenceEngine
+from bot.redaction import mask_url_passwords, safe_database_url
 from bot.services.container import Services
 from bot.services.conversations import ConversationService
 from bot.services.cooldowns import RateLimit
 from bot.services.moderation import ModerationService
+from bot.services.retention import RetentionService
 from bot.services.sentiment import SentimentService
 from bot.services.summaries import SummaryService
 from bot.settings import Settings
@@ -49,6 +53,8 @@ async def build_bot(settings: Settings) -> Bot:
     sessions = create_session_factory(database)
     engine = InferenceEngine(EngineConfig.from_settings(settings))
     sentiment = SentimentService(engine)
+    guild_settings, channel_settings = GuildSettingsStore(sessions), ChannelSettingsStore(sessions)
+    moderation_events = ModerationEventStore(sessions)
     services = Services(
         engine=engine,
         sentiment=sentiment,
@@ -56,15 +62,19 @@ async def build_bot(settings: Settings) -> Bot:
         conversations=ConversationService(
             engine,
             ConversationStore(sessions),
-            ChannelSettingsStore(sessions),
+            channel_settings,
             max_new_tokens=settings.chat_max_new_tokens,
             answers_per_minute=settings.chat_answers_per_minute,
             queue_limit=settings.chat_queue_limit,
         ),
         cooldowns=RateLimit(1, settings.command_cooldown_s),
-        moderation=ModerationService(
-            engine, GuildSettingsStore(sessions), ModerationEventStore(sessions)
-        ),
+        moderation=ModerationService(engine, guild_settings, moderation_events),
+    )
+    retention = RetentionService(
+        services.conversations,
+        moderation_events,
+        conversation_days=settings.conversation_retention_days,
+        moderation_days=settings.moderation_retention_days,
     )
 
     async def release() -> None:
@@ -74,20 +84,23 @@ async def build_bot(settings: Settings) -> Bot:
     bot = Bot(settings, services, on_close=release)
     if settings.warmup:
         bot.run_in_background(engine.warmup(), "warmup")
-    bot.run_in_background(
-        _retention_loop(services.conversations, settings, bot.stopping), "retention"
-    )
+    bot.run_in_background(_retention_loop(retention, bot.stopping), "retention")
+
+    async def forget_guild(guild: discord.Guild) -> None:
+        # Settings of a guild the bot left stay stored but need not stay in memory.
+        guild_settings.forget_guild(guild.id)
+        channel_settings.forget_guild(guild.id)
+
+    bot.add_listener(forget_guild, "on_guild_remove")
     return bot
 
 
-async def _retention_loop(
-    conversations: ConversationService, settings: Settings, stopping: asyncio.Event
-) -> None:
+async def _retention_loop(retention: RetentionService, stopping: asyncio.Event) -> None:
     # Stops between prunes, never in the middle of one (a database call cut by
     # cancellation leaves its connection half-closed when the engine is disposed).
     while not stopping.is_set():
         try:
-            await conversations.prune(settings.conversation_retention_days)
+            await retention.prune()
         except Exception:
             log.exception("retention pruning failed; will retry")
         with contextlib.suppress(TimeoutError):
@@ -97,7 +110,17 @@ async def _retention_loop(
 async def run_bot(settings: Settings) -> int:
     """Start the bot and run until it is stopped; returns the process exit code."""
     assert settings.discord_token is not None
-    bot = await build_bot(settings)
+    try:
+        bot = await build_bot(settings)
+    except (SQLAlchemyError, OSError, CommandError) as error:
+        # One line, and never the password of DATABASE_URL.
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
+        log.error(
+            "cannot use the database %s: %s",
+            safe_database_url(settings.database_url),
+            mask_url_passwords(reason),
+        )
+        return 1
     # `docker stop` and systemd send SIGTERM: close the gateway and the database cleanly.
     loop = asyncio.get_running_loop()
     stopping: list[asyncio.Task[None]] = []  # a reference keeps the task alive

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import math
 
+from bot.redaction import for_members
+
 
 class UserFacingError(Exception):
     """An error whose message can be shown to the user as it is."""
@@ -45,8 +47,10 @@ class ModelUnavailableError(UserFacingError):
     """A model could not be loaded; other models keep working."""
 
     def __init__(self, model_role: str, model_id: str, reason: str) -> None:
+        # The reason comes from exceptions and may name files of the host: members see
+        # only their last part (the full text is in the operator's log).
         super().__init__(
-            f"The {model_role} model isn't available right now ({reason}). "
+            f"The {model_role} model isn't available right now ({for_members(reason)}). "
             "The bot's operator has been told; other commands still work."
         )
         self.model_role = model_role
@@ -68,10 +72,18 @@ class InferenceTimeoutError(InferenceError):
 
 
 class StorageError(UserFacingError):
-    """The database failed; nothing the user sent was applied."""
+    """The database failed; nothing the user sent was applied.
 
-    def __init__(self) -> None:
-        super().__init__("The bot's database is not answering - please try again in a moment.")
+    Raised at the repository boundary, which logs the original error at ERROR under
+    ``error_id``; the member sees that id so the operator can find the log line.
+    """
+
+    def __init__(self, error_id: str | None = None) -> None:
+        message = "The bot's database is not answering - please try again in a moment."
+        if error_id:
+            message += f" If it keeps happening, tell the bot's operator: error id `{error_id}`."
+        super().__init__(message)
+        self.error_id = error_id
 
 
 class PermissionDeniedError(UserFacingError):

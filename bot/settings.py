@@ -12,6 +12,8 @@ from typing import Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from bot.redaction import mask_url_passwords
+
 _DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
 _LOG_LEVELS = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG")
 _SMOLLM2_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
@@ -38,7 +40,8 @@ class Settings(BaseSettings):
     discord_gateway_url: str = "wss://gateway.discord.gg/"
     discord_dev_guild_id: int | None = None
 
-    database_url: str = "sqlite+aiosqlite:///./data/bot.db"
+    # May hold a password: kept out of repr(); print it with safe_database_url().
+    database_url: str = Field(default="sqlite+aiosqlite:///./data/bot.db", repr=False)
 
     sentiment_model: str = "distilbert/distilbert-base-uncased-finetuned-sst-2-english"
     emotion_model: str = "SamLowe/roberta-base-go_emotions"
@@ -57,6 +60,7 @@ class Settings(BaseSettings):
     chat_answers_per_minute: int = Field(default=6, ge=0)
     chat_queue_limit: int = Field(default=10, ge=1, le=100)
     conversation_retention_days: int = Field(default=30, ge=0)
+    moderation_retention_days: int = Field(default=90, ge=0)
     command_cooldown_s: float = Field(default=10.0, ge=0)
 
     log_level: str = "INFO"
@@ -92,7 +96,7 @@ class Settings(BaseSettings):
 
         try:
             make_url(value)
-        except ArgumentError:
+        except (ArgumentError, ValueError):  # ValueError: e.g. a port that is not a number
             raise ValueError(
                 "is not a SQLAlchemy URL (e.g. sqlite+aiosqlite:///data/bot.db)"
             ) from None
@@ -114,7 +118,8 @@ def describe_validation_error(error: ValidationError) -> str:
     for problem in error.errors():
         name = ".".join(str(part) for part in problem["loc"]).upper() or "settings"
         message = problem["msg"].removeprefix("Value error, ")
-        lines.append(f"setting {name}: {message} (got {problem.get('input')!r})")
+        got = mask_url_passwords(repr(problem.get("input")))
+        lines.append(f"setting {name}: {message} (got {got})")
     return "; ".join(lines)
 
 

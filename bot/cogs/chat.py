@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Callable, Collection
 
 import discord
 from discord import app_commands
@@ -12,7 +13,7 @@ from discord.ext import commands
 from bot.client import Bot
 from bot.cogs.errors import report
 from bot.cogs.streaming import StreamingReply
-from bot.errors import CooldownError, InvalidInputError
+from bot.errors import CooldownError, InvalidInputError, StorageError
 from bot.formatting import NO_MENTIONS, split_message, truncate
 from bot.services.conversations import (
     MAX_MESSAGE_CHARS,
@@ -34,6 +35,11 @@ def location(interaction: discord.Interaction) -> tuple[int, int]:
 
 def speaker_of(user: discord.abc.User, guild_id: int, channel_id: int) -> Speaker:
     return Speaker(guild_id, channel_id, user.id, user.display_name)
+
+
+def first_message_id(reply: StreamingReply) -> Callable[[], int | None]:
+    """The id of the reply's first message, once it was sent."""
+    return lambda: reply.messages[0].id if reply.messages else None
 
 
 class ChatCog(commands.Cog):
@@ -63,17 +69,20 @@ class ChatCog(commands.Cog):
     ) -> None:
         guild_id, channel_id = location(interaction)
         speaker = speaker_of(interaction.user, guild_id, channel_id)
+        reply = StreamingReply(
+            # Model answers never ping anyone, and links in them are not unfurled.
+            lambda text: interaction.followup.send(
+                text, wait=True, allowed_mentions=NO_MENTIONS, suppress_embeds=True
+            ),
+            lambda text: interaction.followup.send(
+                text, wait=True, allowed_mentions=NO_MENTIONS, suppress_embeds=True
+            ),
+        )
         with self.conversations.line_up(channel_id) as place:
-            answer = self.conversations.ask(speaker, message, place)  # refusals stay private
-            await interaction.response.defer(thinking=True)
-            reply = StreamingReply(
-                lambda text: interaction.followup.send(
-                    text, wait=True, allowed_mentions=NO_MENTIONS
-                ),
-                lambda text: interaction.followup.send(
-                    text, wait=True, allowed_mentions=NO_MENTIONS
-                ),
+            answer = self.conversations.ask(  # refusals stay private: checked before the defer
+                speaker, message, place, answer_message_id=first_message_id(reply)
             )
+            await interaction.response.defer(thinking=True)
             async with contextlib.aclosing(answer):
                 async for piece in answer:
                     await reply.add(piece)
@@ -88,15 +97,40 @@ class ChatCog(commands.Cog):
             if await self._should_answer(message):
                 await self._answer(message, place)
 
+    @commands.Cog.listener()
+    async def on_raw_message_delete(self, payload: discord.RawMessageDeleteEvent) -> None:
+        if payload.guild_id is not None:
+            await self._forget_deleted(payload.guild_id, [payload.message_id])
+
+    @commands.Cog.listener()
+    async def on_raw_bulk_message_delete(self, payload: discord.RawBulkMessageDeleteEvent) -> None:
+        if payload.guild_id is not None:
+            await self._forget_deleted(payload.guild_id, payload.message_ids)
+
+    async def _forget_deleted(self, guild_id: int, message_ids: Collection[int]) -> None:
+        # A deleted message is forgotten too; a database failure was logged where it happened.
+        with contextlib.suppress(StorageError):
+            await self.conversations.forget_messages(guild_id, message_ids)
+
     async def _answer(self, message: discord.Message, place: Place) -> None:
         assert message.guild is not None
         speaker = speaker_of(message.author, message.guild.id, message.channel.id)
         reply = StreamingReply(
-            lambda content: message.reply(content, allowed_mentions=NO_MENTIONS),
-            lambda content: message.channel.send(content, allowed_mentions=NO_MENTIONS),
+            lambda content: message.reply(
+                content, allowed_mentions=NO_MENTIONS, suppress_embeds=True
+            ),
+            lambda content: message.channel.send(
+                content, allowed_mentions=NO_MENTIONS, suppress_embeds=True
+            ),
         )
         try:
-            answer = self.conversations.ask(speaker, self._without_mention(message), place)
+            answer = self.conversations.ask(
+                speaker,
+                self._without_mention(message),
+                place,
+                message_id=message.id,
+                answer_message_id=first_message_id(reply),
+            )
             async with contextlib.aclosing(answer):
                 async with message.channel.typing():
                     first = await anext(answer, None)

@@ -8,9 +8,8 @@ import secrets
 import discord
 from discord import app_commands
 from discord.ext import commands
-from sqlalchemy.exc import SQLAlchemyError
 
-from bot.errors import StorageError, UserFacingError
+from bot.errors import UserFacingError
 from bot.formatting import NO_MENTIONS
 
 log = logging.getLogger(__name__)
@@ -20,10 +19,10 @@ def describe(error: BaseException) -> tuple[str, bool]:
     """The message a member sees for ``error`` and whether it was expected."""
     if isinstance(error, app_commands.CommandInvokeError):
         error = error.original
+    # Includes StorageError: the repositories already logged the database failure at ERROR
+    # with the id its message shows.
     if isinstance(error, UserFacingError):
         return error.message, True
-    if isinstance(error, SQLAlchemyError):
-        return StorageError().message, False
     if isinstance(error, app_commands.MissingPermissions):
         needed = ", ".join(p.replace("_", " ").title() for p in error.missing_permissions)
         return f"You need the {needed} permission to do that.", True

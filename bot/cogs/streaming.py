@@ -57,9 +57,18 @@ class StreamingReply:
         for index, piece in enumerate(pieces):
             if index < len(self._messages):
                 if self._shown[index] != piece:
-                    await self._messages[index].edit(content=piece)
+                    await _edit_keeping_flags(self._messages[index], piece)
                     self._shown[index] = piece
             else:
                 send = self._send_first if not self._messages else self._send_more
                 self._messages.append(await send(piece))
                 self._shown.append(piece)
+
+
+async def _edit_keeping_flags(message: discord.Message, content: str) -> None:
+    # A channel message's edit() rewrites its flags (suppress=False unless told), which would
+    # bring back the link embeds the send suppressed; a webhook message's edit leaves them.
+    if isinstance(message, discord.Message) and not isinstance(message, discord.WebhookMessage):
+        await message.edit(content=content, suppress=message.flags.suppress_embeds)
+    else:
+        await message.edit(content=content)

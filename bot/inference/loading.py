@@ -50,7 +50,8 @@ class ModelSource:
         return {"gguf_file": self.gguf_file} if self.gguf_file else {}
 
 
-def _reason(error: BaseException) -> str:
+def failure_reason(error: BaseException) -> str:
+    """One short line saying why loading failed (never empty)."""
     text = str(error).strip().splitlines()
     first = text[0] if text else type(error).__name__
     if isinstance(error, OSError) and os.environ.get("HF_HUB_OFFLINE") in ("1", "true", "True"):
@@ -83,7 +84,7 @@ def load_tokenizer(source: ModelSource, **kwargs: Any) -> Any:
     try:
         return AutoTokenizer.from_pretrained(source.name_or_path, **source.file_kwargs(), **kwargs)
     except Exception as error:
-        raise ModelLoadError(source.display_name, _reason(error)) from error
+        raise ModelLoadError(source.display_name, failure_reason(error)) from error
 
 
 def load_config(source: ModelSource) -> Any:
@@ -94,7 +95,7 @@ def load_config(source: ModelSource) -> Any:
     try:
         return AutoConfig.from_pretrained(source.name_or_path, **source.file_kwargs())
     except Exception as error:
-        raise ModelLoadError(source.display_name, _reason(error)) from error
+        raise ModelLoadError(source.display_name, failure_reason(error)) from error
 
 
 def load_model(auto_class: Any, source: ModelSource, plan: DevicePlan) -> Any:
@@ -107,7 +108,7 @@ def load_model(auto_class: Any, source: ModelSource, plan: DevicePlan) -> Any:
     try:
         model = auto_class.from_pretrained(source.name_or_path, **source.file_kwargs(), **kwargs)
     except Exception as error:
-        raise ModelLoadError(source.display_name, _reason(error)) from error
+        raise ModelLoadError(source.display_name, failure_reason(error)) from error
     if "device_map" not in kwargs:
         model.to(plan.device)
     model.eval()
@@ -149,7 +150,7 @@ def download_models(settings: Any) -> bool:
             path = snapshot_download(source.name_or_path)
         except Exception as error:
             all_ok = False
-            print(f"{setting.upper()}: FAILED {source.name_or_path}: {_reason(error)}")
+            print(f"{setting.upper()}: FAILED {source.name_or_path}: {failure_reason(error)}")
         else:
             print(f"{setting.upper()}: {source.name_or_path} -> {path}")
     return all_ok

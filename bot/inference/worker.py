@@ -14,7 +14,7 @@ from typing import Any, Generic, Protocol, TypeVar
 import torch
 
 from bot.errors import BusyError, InferenceError, InferenceTimeoutError, ModelUnavailableError
-from bot.inference.loading import ModelLoadError
+from bot.inference.loading import ModelLoadError, failure_reason
 
 log = logging.getLogger(__name__)
 
@@ -218,7 +218,7 @@ class ModelWorker(Generic[P, R]):
             self._load_error, self._load_failed_at = error, time.monotonic()
         except Exception as error:  # anything else from transformers is a load failure too
             log.exception("%s model failed to load", self.role)
-            wrapped = ModelLoadError(self.task.model_id, str(error).splitlines()[0][:200])
+            wrapped = ModelLoadError(self.task.model_id, failure_reason(error))
             self._load_error, self._load_failed_at = wrapped, time.monotonic()
         else:
             self._loaded, self._load_error = True, None

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+
+from cachetools import LRUCache
 
 from bot.errors import InvalidInputError
 from bot.inference.chat import ChatMessage
@@ -27,6 +29,9 @@ MAX_MESSAGE_CHARS = 4000
 MAX_PERSONA_CHARS = 1000
 # Turns read from the database per answer; the model's window then decides how many fit.
 HISTORY_WINDOW = 60
+# Ids of recently deleted messages remembered, so that a message deleted while it waits
+# for its turn (or while its turn is being stored) is never remembered.
+RECENTLY_DELETED = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,16 +65,28 @@ class ConversationService:
         self._line = ChannelLine()
         self._queue_limit = queue_limit
         self._pace = RateLimit(answers_per_minute, 60.0)
+        self._deleted: LRUCache[int, bool] = LRUCache(RECENTLY_DELETED)
 
     def line_up(self, channel_id: int) -> Place:
         """A place in the channel's line. Join before the first ``await`` to keep arrival order,
         and leave it (``with``) once the message is answered or needs no answer."""
         return self._line.join(channel_id)
 
-    def ask(self, speaker: Speaker, text: str, place: Place) -> AsyncGenerator[str, None]:
+    def ask(
+        self,
+        speaker: Speaker,
+        text: str,
+        place: Place,
+        *,
+        message_id: int | None = None,
+        answer_message_id: Callable[[], int | None] | None = None,
+    ) -> AsyncGenerator[str, None]:
         """Check the question now (friendly errors), then stream the answer when iterated.
 
         Both turns are stored: the question once its turn comes, before generating.
+        ``message_id`` is the Discord message ``text`` came from and ``answer_message_id``
+        tells, once the answer is complete, the id of the message showing it: deleting
+        either message later deletes its turn (see ``forget_messages``).
         """
         text = text.strip()
         if not text:
@@ -79,19 +96,35 @@ class ConversationService:
         if place.ahead > self._queue_limit:
             raise ChannelBusyError(place.ahead)
         self._pace.hit((speaker.guild_id, speaker.author_id))
-        return self._answer(speaker, text, place)
+        return self._answer(speaker, text, place, message_id, answer_message_id)
 
-    async def respond(self, speaker: Speaker, text: str) -> AsyncIterator[str]:
+    async def respond(
+        self,
+        speaker: Speaker,
+        text: str,
+        *,
+        answer_message_id: Callable[[], int | None] | None = None,
+    ) -> AsyncIterator[str]:
         """``ask`` with its own place in line (for callers that need no Discord ordering)."""
         with self.line_up(speaker.channel_id) as place:
-            async with contextlib.aclosing(self.ask(speaker, text, place)) as answer:
+            answer = self.ask(speaker, text, place, answer_message_id=answer_message_id)
+            async with contextlib.aclosing(answer):
                 async for piece in answer:
                     yield piece
 
-    async def _answer(self, speaker: Speaker, text: str, place: Place) -> AsyncGenerator[str, None]:
+    async def _answer(
+        self,
+        speaker: Speaker,
+        text: str,
+        place: Place,
+        message_id: int | None,
+        answer_message_id: Callable[[], int | None] | None,
+    ) -> AsyncGenerator[str, None]:
         await place.wait_turn()
+        if self.was_deleted(message_id):
+            return  # deleted while it waited for its turn
         [tokens] = await self._engine.count_tokens([f"{speaker.author_name}: {text}"])
-        await self._turns.add_turn(
+        question = await self._turns.add_turn(
             NewTurn(
                 speaker.guild_id,
                 speaker.channel_id,
@@ -100,8 +133,12 @@ class ConversationService:
                 Role.USER,
                 text,
                 tokens,
+                message_id,
             )
         )
+        if self.was_deleted(message_id):  # deleted while the turn was being written
+            await self._turns.delete_turn(question.id)
+            return
         messages = await self._prompt(speaker.guild_id, speaker.channel_id)
         pieces: list[str] = []
         stream = self._engine.chat_stream(messages, max_new_tokens=self._max_new_tokens)
@@ -112,7 +149,8 @@ class ConversationService:
                 yield piece
         place.raise_if_dropped()
         answer = "".join(pieces).strip()
-        if answer:
+        shown_in = answer_message_id() if answer_message_id is not None else None
+        if answer and not self.was_deleted(shown_in):
             [answer_tokens] = await self._engine.count_tokens([answer])
             await self._turns.add_turn(
                 NewTurn(
@@ -123,6 +161,7 @@ class ConversationService:
                     Role.ASSISTANT,
                     answer,
                     answer_tokens,
+                    shown_in,
                 )
             )
 
@@ -151,6 +190,19 @@ class ConversationService:
     async def forget_member(self, guild_id: int, author_id: int) -> int:
         """Delete every turn a member wrote in a guild; returns how many."""
         return await self._turns.forget_author(guild_id, author_id)
+
+    async def forget_messages(self, guild_id: int, message_ids: Collection[int]) -> int:
+        """These Discord messages were deleted: delete their turns; returns how many."""
+        for message_id in message_ids:
+            self._deleted[message_id] = True
+        removed = await self._turns.delete_messages(guild_id, message_ids)
+        if removed:
+            log.info("deleted %d conversation turns of deleted messages", removed)
+        return removed
+
+    def was_deleted(self, message_id: int | None) -> bool:
+        """Whether the message was deleted recently (a turn for it must not be stored)."""
+        return message_id is not None and message_id in self._deleted
 
     async def set_mode(self, guild_id: int, channel_id: int, *, enabled: bool) -> None:
         """Switch channel conversation mode (answer every message) on or off."""

@@ -17,6 +17,11 @@ MAX_TEXT_CHARS = 6000  # the most Discord sends in one text option
 MAX_BULLETS = 8
 DEFAULT_MIN_LENGTH = 30
 MIN_MESSAGES_CHARS = 40
+EMPTY_SUMMARY = (
+    "The model returned an empty summary for this text - try a longer text, "
+    "or a smaller min_length."
+)
+EMPTY_DISCUSSION_SUMMARY = "The model returned an empty summary for these messages."
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +67,10 @@ class SummaryService:
             raise InvalidInputError("That text is too short to summarise - it already is one.")
         if min_length is None:  # only a maximum given: the default minimum must not exceed it
             min_length = min(DEFAULT_MIN_LENGTH, max_length // 2)
-        return await self._engine.summarize(text, min_length=min_length, max_length=max_length)
+        summary = await self._engine.summarize(text, min_length=min_length, max_length=max_length)
+        if not summary.text.strip():  # Discord refuses an empty message
+            return Summary(EMPTY_SUMMARY, summary.chunks)
+        return summary
 
     async def summarize_messages(self, messages: Sequence[ChannelMessage]) -> ChannelSummary:
         """Bullets over a channel's messages (oldest first), each linked to where it starts."""
@@ -85,11 +93,16 @@ class SummaryService:
         bullets = tuple(
             Bullet(summary.text, stretch[0].id)
             for summary, stretch in zip(summaries, stretches, strict=True)
+            if summary.text.strip()
         )
         # The tutorials' chaining: messages and summary through the classifier, in one call.
         mood = await self._sentiment.mood([m.content for m in usable] + [b.text for b in bullets])
         return ChannelSummary(
-            bullets, mood, len(usable), len(messages) - len(human), skipped_no_text
+            bullets or (Bullet(EMPTY_DISCUSSION_SUMMARY, usable[0].id),),
+            mood,
+            len(usable),
+            len(messages) - len(human),
+            skipped_no_text,
         )
 
 
@@ -113,18 +126,26 @@ def _stretches(messages: Sequence[ChannelMessage], count: int) -> list[list[Chan
 
 
 _DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_DURATION_PART = re.compile(r"([0-9]+)([smhdw])")
 MAX_SINCE = timedelta(days=28)
+# Longer than any sensible duration ("4w0d0h0m0s" is 10); keeps int() and timedelta small.
+MAX_DURATION_CHARS = 32
 
 
 def parse_duration(value: str) -> timedelta:
-    """Parse ``90m``, ``2h``, ``1d12h`` into a timedelta (friendly error otherwise)."""
+    """Parse ``90m``, ``2h``, ``1d12h`` into a timedelta (InvalidInputError otherwise)."""
     text = value.strip().lower().replace(" ", "")
-    parts = re.findall(r"(\d+)([smhdw])", text)
+    if len(text) > MAX_DURATION_CHARS:
+        raise InvalidInputError(
+            "That duration is too long to read - try something like 30m, 2h or 1d."
+        )
+    parts = _DURATION_PART.findall(text)
     if not parts or "".join(n + u for n, u in parts) != text:
         raise InvalidInputError(
-            f"I can't read {value!r} as a duration - try something like 30m, 2h or 1d."
+            f"I can't read {text!r} as a duration - try something like 30m, 2h or 1d."
         )
-    duration = timedelta(seconds=sum(int(n) * _DURATION_UNITS[u] for n, u in parts))
-    if not timedelta(0) < duration <= MAX_SINCE:
+    # Compared as whole seconds: a huge number never reaches timedelta (OverflowError).
+    seconds = sum(int(n) * _DURATION_UNITS[u] for n, u in parts)
+    if not 0 < seconds <= MAX_SINCE.total_seconds():
         raise InvalidInputError("The duration must be more than 0 and at most 28 days.")
-    return duration
+    return timedelta(seconds=seconds)

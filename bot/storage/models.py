@@ -86,6 +86,9 @@ class ConversationTurnRow(Base):
     created_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), default=utcnow, index=True
     )
+    # The Discord message the turn came from (a member's message or the bot's answer),
+    # so that deleting that message deletes the turn; NULL for /chat questions.
+    message_id: Mapped[int | None] = mapped_column(BigInteger, index=True)
 
 
 class ModerationEventRow(Base):
@@ -104,4 +107,7 @@ class ModerationEventRow(Base):
     dry_run: Mapped[bool] = mapped_column(Boolean, default=False)
     decision: Mapped[str | None] = mapped_column(String(32))
     decided_by: Mapped[int | None] = mapped_column(BigInteger)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # Indexed on its own for the hourly retention prune across every guild.
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, index=True
+    )

@@ -29,6 +29,7 @@ class NewTurn:
     role: Role
     content: str
     token_count: int = 0
+    message_id: int | None = None  # the Discord message it came from, when there is one
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +43,7 @@ class Turn:
     content: str
     token_count: int
     created_at: datetime
+    message_id: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,14 +1,16 @@
-"""Repositories: one session per call, dataclasses in and out."""
+"""Repositories: one session per call, dataclasses in and out, StorageError on failure."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Hashable
+from collections.abc import Collection
 from datetime import UTC, datetime
-from typing import Any, Generic, TypeVar
+from typing import Any
 
 from sqlalchemy import delete, select
 
+from bot.storage.cache import SettingsCache
 from bot.storage.engine import SessionFactory
+from bot.storage.guard import insert_if_missing, storage_call
 from bot.storage.models import (
     ChannelSettingsRow,
     ConversationTurnRow,
@@ -44,6 +46,7 @@ def _turn(row: ConversationTurnRow) -> Turn:
         content=row.content,
         token_count=row.token_count,
         created_at=_as_utc(row.created_at),
+        message_id=row.message_id,
     )
 
 
@@ -53,6 +56,7 @@ class ConversationStore:
     def __init__(self, sessions: SessionFactory) -> None:
         self._sessions = sessions
 
+    @storage_call
     async def add_turn(self, turn: NewTurn) -> Turn:
         """Store one turn and return it with its id."""
         row = ConversationTurnRow(
@@ -63,12 +67,14 @@ class ConversationStore:
             role=turn.role.value,
             content=turn.content,
             token_count=turn.token_count,
+            message_id=turn.message_id,
             created_at=utcnow(),
         )
         async with self._sessions() as session, session.begin():
             session.add(row)
         return _turn(row)
 
+    @storage_call
     async def recent_turns(self, guild_id: int, channel_id: int, limit: int) -> list[Turn]:
         """The channel's last ``limit`` turns, oldest first."""
         query = (
@@ -84,6 +90,7 @@ class ConversationStore:
             rows = (await session.scalars(query)).all()
         return [_turn(row) for row in reversed(rows)]
 
+    @storage_call
     async def clear_channel(self, guild_id: int, channel_id: int) -> int:
         """Delete a channel's history; returns how many turns went."""
         return await self._delete(
@@ -91,6 +98,7 @@ class ConversationStore:
             ConversationTurnRow.channel_id == channel_id,
         )
 
+    @storage_call
     async def forget_author(self, guild_id: int, author_id: int) -> int:
         """Delete every turn one member wrote in a guild; returns how many."""
         return await self._delete(
@@ -99,6 +107,22 @@ class ConversationStore:
             ConversationTurnRow.role == Role.USER.value,
         )
 
+    @storage_call
+    async def delete_messages(self, guild_id: int, message_ids: Collection[int]) -> int:
+        """Delete the turns that came from these Discord messages; returns how many."""
+        if not message_ids:
+            return 0
+        return await self._delete(
+            ConversationTurnRow.guild_id == guild_id,
+            ConversationTurnRow.message_id.in_(list(message_ids)),
+        )
+
+    @storage_call
+    async def delete_turn(self, turn_id: int) -> int:
+        """Delete one turn by its id; returns how many (0 or 1)."""
+        return await self._delete(ConversationTurnRow.id == turn_id)
+
+    @storage_call
     async def prune_older_than(self, cutoff: datetime) -> int:
         """Delete turns created before ``cutoff``; returns how many."""
         return await self._delete(ConversationTurnRow.created_at < cutoff)
@@ -132,65 +156,42 @@ def _column_value(value: Any) -> Any:
     return value
 
 
-K = TypeVar("K", bound=Hashable)
-V = TypeVar("V")
-
-
-class _SettingsCache(Generic[K, V]):
-    """Settings read on every message, kept in memory; the bot is their only writer.
-
-    A read that overlapped a write is returned but not kept, so a slow read of the old
-    row can never replace what the write stored.
-    """
-
-    def __init__(self) -> None:
-        self._values: dict[K, V] = {}
-        self._writes = 0
-
-    async def get(self, key: K, load: Callable[[], Awaitable[V]]) -> V:
-        if key in self._values:
-            return self._values[key]
-        writes = self._writes
-        value = await load()
-        if writes == self._writes:
-            self._values[key] = value
-        return value
-
-    def put(self, key: K, value: V) -> V:
-        self._writes += 1
-        self._values[key] = value
-        return value
-
-
 class GuildSettingsStore:
     """Per-guild settings (moderation)."""
 
     def __init__(self, sessions: SessionFactory) -> None:
         self._sessions = sessions
-        self._cache: _SettingsCache[int, GuildSettings] = _SettingsCache()
+        self._cache: SettingsCache[int, GuildSettings] = SettingsCache()
 
+    @storage_call
     async def get(self, guild_id: int) -> GuildSettings:
         """The guild's settings, defaults when it never changed any."""
         return await self._cache.get(guild_id, lambda: self._load(guild_id))
+
+    def forget_guild(self, guild_id: int) -> None:
+        """Drop the guild's cached settings (the bot left it; the row stays)."""
+        self._cache.forget(lambda key: key == guild_id)
 
     async def _load(self, guild_id: int) -> GuildSettings:
         async with self._sessions() as session:
             row = await session.get(GuildSettingsRow, guild_id)
         return _guild_settings(row) if row else GuildSettings(guild_id=guild_id)
 
+    @storage_call
     async def update(self, guild_id: int, **changes: Any) -> GuildSettings:
         """Change some fields (named as on GuildSettings) and return the result."""
+        for name in changes:
+            if name not in _GUILD_FIELDS or name == "guild_id":
+                raise ValueError(f"unknown guild setting {name!r}")
+        defaults = GuildSettings(guild_id=guild_id)
+        values = {name: _column_value(getattr(defaults, name)) for name in _GUILD_FIELDS}
         async with self._sessions() as session, session.begin():
+            # Write first, read second: the insert takes the write lock before anything is
+            # read, so concurrent first-time updates queue up instead of colliding.
+            await insert_if_missing(session, GuildSettingsRow, {**values, "updated_at": utcnow()})
             row = await session.get(GuildSettingsRow, guild_id, with_for_update=True)
-            if row is None:
-                defaults = GuildSettings(guild_id=guild_id)
-                row = GuildSettingsRow(
-                    **{name: _column_value(getattr(defaults, name)) for name in _GUILD_FIELDS}
-                )
-                session.add(row)
+            assert row is not None
             for name, value in changes.items():
-                if name not in _GUILD_FIELDS or name == "guild_id":
-                    raise ValueError(f"unknown guild setting {name!r}")
                 setattr(row, name, _column_value(value))
             row.updated_at = utcnow()
         return self._cache.put(guild_id, _guild_settings(row))
@@ -213,13 +214,18 @@ class ChannelSettingsStore:
 
     def __init__(self, sessions: SessionFactory) -> None:
         self._sessions = sessions
-        self._cache: _SettingsCache[tuple[int, int], ChannelSettings] = _SettingsCache()
+        self._cache: SettingsCache[tuple[int, int], ChannelSettings] = SettingsCache()
 
+    @storage_call
     async def get(self, guild_id: int, channel_id: int) -> ChannelSettings:
         """The channel's settings, defaults when never changed."""
         return await self._cache.get(
             (guild_id, channel_id), lambda: self._load(guild_id, channel_id)
         )
+
+    def forget_guild(self, guild_id: int) -> None:
+        """Drop the cached settings of the guild's channels (the bot left it; rows stay)."""
+        self._cache.forget(lambda key: key[0] == guild_id)
 
     async def _load(self, guild_id: int, channel_id: int) -> ChannelSettings:
         async with self._sessions() as session:
@@ -228,6 +234,7 @@ class ChannelSettingsStore:
             return ChannelSettings(channel_id=channel_id, guild_id=guild_id)
         return _channel_settings(row)
 
+    @storage_call
     async def update(
         self,
         guild_id: int,
@@ -239,12 +246,20 @@ class ChannelSettingsStore:
     ) -> ChannelSettings:
         """Change conversation mode and/or persona and return the result."""
         async with self._sessions() as session, session.begin():
+            # Write first, read second (see GuildSettingsStore.update).
+            await insert_if_missing(
+                session,
+                ChannelSettingsRow,
+                {
+                    "channel_id": channel_id,
+                    "guild_id": guild_id,
+                    "conversation_enabled": False,
+                    "persona": None,
+                    "updated_at": utcnow(),
+                },
+            )
             row = await session.get(ChannelSettingsRow, channel_id, with_for_update=True)
-            if row is None:
-                row = ChannelSettingsRow(
-                    channel_id=channel_id, guild_id=guild_id, conversation_enabled=False
-                )
-                session.add(row)
+            assert row is not None
             if conversation_enabled is not None:
                 row.conversation_enabled = conversation_enabled
             if persona is not None or clear_persona:
@@ -252,6 +267,7 @@ class ChannelSettingsStore:
             row.updated_at = utcnow()
         return self._cache.put((guild_id, channel_id), _channel_settings(row))
 
+    @storage_call
     async def conversation_channels(self) -> set[int]:
         """Ids of every channel with conversation mode on."""
         query = select(ChannelSettingsRow.channel_id).where(ChannelSettingsRow.conversation_enabled)
@@ -283,6 +299,7 @@ class ModerationEventStore:
     def __init__(self, sessions: SessionFactory) -> None:
         self._sessions = sessions
 
+    @storage_call
     async def record(self, event: NewModerationEvent) -> ModerationEvent:
         """Store a flagged message."""
         row = ModerationEventRow(
@@ -301,6 +318,7 @@ class ModerationEventStore:
             session.add(row)
         return _moderation_event(row)
 
+    @storage_call
     async def set_outcome(self, event_id: int, succeeded: bool) -> None:
         """Whether the configured action worked (stored after the event itself)."""
         async with self._sessions() as session, session.begin():
@@ -308,11 +326,13 @@ class ModerationEventStore:
             if row is not None:
                 row.action_succeeded = succeeded
 
+    @storage_call
     async def get(self, event_id: int) -> ModerationEvent | None:
         async with self._sessions() as session:
             row = await session.get(ModerationEventRow, event_id)
         return _moderation_event(row) if row else None
 
+    @storage_call
     async def decide(
         self, event_id: int, decision: str, moderator_id: int
     ) -> ModerationEvent | None:
@@ -325,6 +345,7 @@ class ModerationEventStore:
             row.decided_by = moderator_id
         return _moderation_event(row)
 
+    @storage_call
     async def since(self, guild_id: int, cutoff: datetime) -> list[ModerationEvent]:
         """A guild's events created at or after ``cutoff``, oldest first."""
         query = (
@@ -334,3 +355,12 @@ class ModerationEventStore:
         )
         async with self._sessions() as session:
             return [_moderation_event(row) for row in (await session.scalars(query)).all()]
+
+    @storage_call
+    async def prune_older_than(self, cutoff: datetime) -> int:
+        """Delete events created before ``cutoff``; returns how many."""
+        async with self._sessions() as session, session.begin():
+            result = await session.execute(
+                delete(ModerationEventRow).where(ModerationEventRow.created_at < cutoff)
+            )
+        return int(result.rowcount or 0)  # type: ignore[attr-defined]

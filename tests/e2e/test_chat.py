@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
+import sqlite3
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import pytest
+from sqlalchemy.engine import make_url
 
 from bot.client import Bot
 from bot.inference.chat import ChatMessage
 from bot.services.conversations import DEFAULT_PERSONA
 from bot.settings import default_chat_model
+from bot.storage.engine import create_engine, create_session_factory
+from bot.storage.repositories import ChannelSettingsStore
 from tests.e2e.conftest import BotRunner
 from tests.loopback.discord_server import FakeDiscord, Interaction
 from tests.loopback.harness import LoopbackDiscord
@@ -211,3 +216,150 @@ async def test_a_real_conversation_with_the_default_model(
 
     print("\n" + "\n".join(transcript))
     assert "green" in transcript[-1].lower()
+
+
+SUPPRESS_EMBEDS = 1 << 2
+
+
+async def test_deleting_messages_deletes_their_turns(
+    bot: Bot, discord_server: LoopbackDiscord
+) -> None:
+    fake = discord_server.fake
+    conversations = bot.services.conversations
+    await discord_server.answer(await fake.slash("conversation", {"enable": {}}))
+    asked = [
+        await fake.post_message(fake.general, fake.owner, f"secret number {i}") for i in range(3)
+    ]
+    await discord_server.wait_for(
+        lambda: len(replies_to(fake, fake.general)) == 3, 60, "three replies"
+    )
+    await final_text(discord_server, await fake.slash("chat", {"message": "from a command"}))
+    answer = replies_to(fake, fake.general)[asked[0]["id"]]
+
+    async def remembered() -> dict[int | None, str]:
+        turns = await conversations.history(fake.guild_id, fake.general, 50)
+        return {t.message_id: t.content for t in turns}
+
+    async def wait_until_forgotten(message: dict[str, Any]) -> None:
+        deadline = asyncio.get_running_loop().time() + 10
+        while int(message["id"]) in await remembered():
+            assert asyncio.get_running_loop().time() < deadline, f"{message} still remembered"
+            await asyncio.sleep(0.02)
+
+    before = await remembered()
+    assert before[int(asked[0]["id"])] == "secret number 0"
+    assert int(answer["id"]) in before and None in before  # the answer; the /chat question
+    await fake.delete_messages(fake.general, [asked[0]])  # MESSAGE_DELETE
+    await wait_until_forgotten(asked[0])
+    await fake.delete_messages(fake.general, asked[1:])  # MESSAGE_DELETE_BULK
+    await wait_until_forgotten(asked[2])
+    await wait_until_forgotten(asked[1])
+    await fake.delete_messages(fake.general, [answer])  # the bot's answer: its turn goes too
+    await wait_until_forgotten(answer)
+
+    after = await remembered()
+    assert not any("secret" in text for text in after.values())
+    assert after[None] == "from a command"  # a /chat question has no message to delete
+    assert len(after) == len(before) - 4
+
+
+async def test_a_message_deleted_before_its_turn_is_neither_answered_nor_remembered(
+    bot: Bot, discord_server: LoopbackDiscord
+) -> None:
+    fake = discord_server.fake
+    await discord_server.answer(await fake.slash("conversation", {"enable": {}}))
+    gate = asyncio.Event()
+    original = bot.services.engine.chat_stream
+
+    async def held(messages: Sequence[ChatMessage], **kwargs: Any) -> AsyncIterator[str]:
+        await gate.wait()  # the first answer is still being written
+        async for piece in original(messages, **kwargs):
+            yield piece
+
+    bot.services.engine.chat_stream = held  # type: ignore[method-assign]
+    first = await fake.post_message(fake.general, fake.owner, "first question")
+    waiting = await fake.post_message(fake.general, fake.owner, "oops, wrong channel")
+    await fake.delete_messages(fake.general, [waiting])
+    await discord_server.wait_for(
+        lambda: bot.services.conversations.was_deleted(int(waiting["id"]))
+    )
+    gate.set()
+    await discord_server.wait_for(lambda: first["id"] in replies_to(fake, fake.general), 30)
+    last = await fake.post_message(fake.general, fake.owner, "last question")
+    await discord_server.wait_for(lambda: last["id"] in replies_to(fake, fake.general), 30)
+
+    assert waiting["id"] not in replies_to(fake, fake.general)
+    history = await bot.services.conversations.history(fake.guild_id, fake.general, 50)
+    assert [t.content for t in history if t.role.value == "user"] == [
+        "first question",
+        "last question",
+    ]
+
+
+async def test_model_answers_are_sent_and_edited_with_link_embeds_suppressed(
+    bot: Bot, discord_server: LoopbackDiscord
+) -> None:
+    fake = discord_server.fake
+    me = fake.bot_user
+    mention = await fake.post_message(
+        fake.general, fake.owner, f"<@{me['id']}> see https://example.com", mentions=[me]
+    )
+    await discord_server.wait_for(lambda: mention["id"] in replies_to(fake, fake.general), 30)
+    await discord_server.wait_for(
+        lambda: all(CURSOR not in m["content"] for m in fake.bot_messages(fake.general)),
+        30,
+        "the reply to finish streaming",
+    )
+    chat = await fake.slash("chat", {"message": "what is at https://example.com ?"})
+    await final_text(discord_server, chat)
+
+    channel_writes = [
+        r
+        for r in fake.requests
+        if r.method in ("POST", "PATCH") and f"/channels/{fake.general}/messages" in r.path
+    ]
+    assert any(r.method == "PATCH" for r in channel_writes)  # streamed: sent, then edited
+    assert all(r.body["flags"] & SUPPRESS_EMBEDS for r in channel_writes)
+    assert all(m["flags"] & SUPPRESS_EMBEDS for m in fake.bot_messages(fake.general))
+    assert chat.original is not None and chat.original["flags"] & SUPPRESS_EMBEDS
+    assert all(m["flags"] & SUPPRESS_EMBEDS for m in chat.followups)
+
+
+async def test_a_failing_database_gets_the_friendly_sentence_with_an_error_id(
+    bot: Bot, discord_server: LoopbackDiscord, database_url: str
+) -> None:
+    fake = discord_server.fake
+    database = make_url(database_url).database
+    assert database is not None
+    with sqlite3.connect(database) as connection:
+        connection.execute("DROP TABLE conversation_turns")
+    discord_server.errors.expect(1)  # the repository logs the failure once, at ERROR
+
+    [text] = await discord_server.answer(await fake.slash("history"))
+
+    assert text.startswith("The bot's database is not answering - please try again")
+    [record] = discord_server.errors.records
+    error_id = record.getMessage().split()[2]
+    assert f"error id `{error_id}`" in text
+    assert record.name == "bot.storage.guard" and record.exc_info is not None
+
+
+async def test_leaving_a_guild_drops_its_cached_settings(
+    bot: Bot, discord_server: LoopbackDiscord, database_url: str
+) -> None:
+    fake = discord_server.fake
+    conversations = bot.services.conversations
+    await discord_server.answer(await fake.slash("conversation", {"enable": {}}))
+    assert await conversations.is_conversation_channel(fake.guild_id, fake.general)
+    engine = create_engine(database_url)
+    try:  # the row changes behind the bot's back; its cache still says "enabled"
+        other = ChannelSettingsStore(create_session_factory(engine))
+        await other.update(fake.guild_id, fake.general, conversation_enabled=False)
+    finally:
+        await engine.dispose()
+    assert await conversations.is_conversation_channel(fake.guild_id, fake.general)
+
+    await fake.gateway.dispatch("GUILD_DELETE", {"id": str(fake.guild_id)})
+    await discord_server.wait_for(lambda: bot.get_guild(fake.guild_id) is None)
+
+    assert not await conversations.is_conversation_channel(fake.guild_id, fake.general)

@@ -504,7 +504,7 @@ class FakeDiscord:
         if target is None:
             target = self._interaction_message(interaction, body)
             interaction.original = target
-        for key in ("content", "embeds", "components", "attachments"):
+        for key in ("content", "embeds", "components", "attachments", "flags"):
             if key in body:
                 target[key] = body[key]
         target["edited_timestamp"] = iso(datetime.now(UTC))
@@ -532,7 +532,7 @@ class FakeDiscord:
     async def _create_message(self, request: web.Request) -> web.Response:
         channel_id = int(request.match_info["cid"])
         body = request[BODY] or {}
-        extra = {k: body[k] for k in ("embeds", "components") if k in body}
+        extra = {k: body[k] for k in ("embeds", "components", "flags") if k in body}
         extra["attachments"] = self._attachments(body)
         if body.get("message_reference"):
             extra["message_reference"] = body["message_reference"]
@@ -558,7 +558,7 @@ class FakeDiscord:
             {
                 k: v
                 for k, v in (request[BODY] or {}).items()
-                if k in ("content", "embeds", "components")
+                if k in ("content", "embeds", "components", "flags")
             }
         )
         message["edited_timestamp"] = iso(datetime.now(UTC))
@@ -635,6 +635,20 @@ class FakeDiscord:
         message["content"] = content
         message["edited_timestamp"] = iso(datetime.now(UTC))
         await self.gateway.dispatch("MESSAGE_UPDATE", self._as_event(message))
+
+    async def delete_messages(self, channel_id: int, messages: list[dict[str, Any]]) -> None:
+        """Members or moderators delete messages: MESSAGE_DELETE for one, MESSAGE_DELETE_BULK
+        for several (as Discord sends for a bulk delete or a ban that purges messages)."""
+        for message in messages:
+            if message in self.messages[channel_id]:
+                self.messages[channel_id].remove(message)
+        where = {"channel_id": str(channel_id), "guild_id": str(self.guild_id)}
+        if len(messages) == 1:
+            await self.gateway.dispatch("MESSAGE_DELETE", {"id": messages[0]["id"], **where})
+        else:
+            await self.gateway.dispatch(
+                "MESSAGE_DELETE_BULK", {"ids": [m["id"] for m in messages], **where}
+            )
 
     def _as_event(self, message: dict[str, Any]) -> dict[str, Any]:
         """A message as the gateway sends it: with the author's member data, content per intent."""

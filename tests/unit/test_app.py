@@ -3,17 +3,16 @@ from __future__ import annotations
 import asyncio
 
 from bot.app import _retention_loop
-from bot.settings import Settings
 
 
 class SlowPrune:
-    """Stands in for the conversation service: a prune that takes a while."""
+    """Stands in for the retention service: a prune that takes a while."""
 
     def __init__(self) -> None:
         self.started = asyncio.Event()
         self.finished = 0
 
-    async def prune(self, retention_days: int) -> int:
+    async def prune(self) -> int:
         self.started.set()
         await asyncio.sleep(0.2)
         self.finished += 1
@@ -23,10 +22,7 @@ class SlowPrune:
 async def test_retention_stops_between_prunes_never_in_one() -> None:
     conversations = SlowPrune()
     stopping = asyncio.Event()
-    settings = Settings(_env_file=None)  # type: ignore[call-arg]
-    task = asyncio.create_task(
-        _retention_loop(conversations, settings, stopping)  # type: ignore[arg-type]
-    )
+    task = asyncio.create_task(_retention_loop(conversations, stopping))  # type: ignore[arg-type]
     await conversations.started.wait()
 
     stopping.set()  # what Bot.close() does

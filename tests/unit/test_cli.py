@@ -15,6 +15,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 def run_cli(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("DISCORD_", "DATABASE_"))}
+    # This checkout's code, not whichever copy of the package is installed.
+    clean["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), clean.get("PYTHONPATH")]))
     return subprocess.run(
         [sys.executable, "-m", "bot", *args],
         env={**clean, **env},
@@ -46,6 +48,31 @@ def test_wrong_setting_fails_with_one_line_naming_it(tmp_path: Path) -> None:
     assert result.stderr.strip() == (
         "error: setting DEVICE: must be auto, cpu, cuda or cuda:N (got 'gpu')"
     )
+
+
+def test_a_malformed_database_url_is_reported_without_its_password(tmp_path: Path) -> None:
+    url = "postgresql+asyncpg://bot:hunter2@db:notaport/bot"
+    result = run_cli("db", "upgrade", env={"DATABASE_URL": url}, cwd=tmp_path)
+    assert result.returncode == 2
+    assert "hunter2" not in result.stderr
+    assert result.stderr.strip() == (
+        "error: setting DATABASE_URL: is not a SQLAlchemy URL "
+        "(e.g. sqlite+aiosqlite:///data/bot.db) "
+        "(got 'postgresql+asyncpg://bot:***@db:notaport/bot')"
+    )
+
+
+def test_an_unreachable_database_at_start_is_one_line_without_its_password(
+    tmp_path: Path,
+) -> None:
+    # Port 1 on the loopback: nothing listens, the connection is refused at once.
+    env = {"DISCORD_TOKEN": "x", "DATABASE_URL": "postgresql+asyncpg://bot:hunter2@127.0.0.1:1/b"}
+    result = run_cli("run", env=env, cwd=tmp_path)
+    assert result.returncode == 1
+    assert "hunter2" not in result.stderr + result.stdout
+    assert "Traceback" not in result.stderr
+    [error] = [line for line in result.stderr.splitlines() if " ERROR " in line]
+    assert "cannot use the database postgresql+asyncpg://bot:***@127.0.0.1:1/b" in error
 
 
 def test_db_upgrade_creates_the_default_sqlite_file(tmp_path: Path) -> None:

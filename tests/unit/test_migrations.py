@@ -35,3 +35,30 @@ def test_upgrade_downgrade_upgrade_round_trip(tmp_path: Path) -> None:
     assert _tables(path) == set()
     migrate.upgrade(url)
     assert _tables(path) == set(Base.metadata.tables)
+
+
+def test_message_ids_migration_keeps_existing_turns(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    url = f"sqlite+aiosqlite:///{path}"
+    migrate.upgrade(url, "0001")
+    with sqlite3.connect(path) as connection:
+        connection.execute(
+            "INSERT INTO conversation_turns (guild_id, channel_id, author_id, author_name, role,"
+            " content, token_count, created_at) VALUES (1, 2, 3, 'a', 'user', 'kept', 1,"
+            " '2026-01-01 00:00:00')"
+        )
+
+    migrate.upgrade(url)
+
+    with sqlite3.connect(path) as connection:
+        rows = connection.execute("SELECT content, message_id FROM conversation_turns").fetchall()
+        indexes = {row[1] for row in connection.execute("PRAGMA index_list(conversation_turns)")}
+    assert rows == [("kept", None)]
+    assert "ix_conversation_turns_message_id" in indexes
+    migrate.downgrade(url, "0001")
+    with sqlite3.connect(path) as connection:
+        columns = {row[1] for row in connection.execute("PRAGMA table_info(conversation_turns)")}
+        assert connection.execute("SELECT content FROM conversation_turns").fetchall() == [
+            ("kept",)
+        ]
+    assert "message_id" not in columns

@@ -4,17 +4,20 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from sqlalchemy import update
 
 from bot.errors import CooldownError, InvalidInputError
 from bot.inference.chat import ChatMessage
 from bot.inference.engine import InferenceEngine
 from bot.services.conversations import DEFAULT_PERSONA, ConversationService, Speaker
 from bot.services.cooldowns import RateLimit
+from bot.services.retention import Pruned, RetentionService, retention_cutoff
 from bot.services.sentiment import SentimentService
 from bot.services.summaries import ChannelMessage, SummaryService, parse_duration
 from bot.storage.engine import SessionFactory
-from bot.storage.records import Role
-from bot.storage.repositories import ChannelSettingsStore, ConversationStore
+from bot.storage.models import ConversationTurnRow, ModerationEventRow
+from bot.storage.records import ModerationAction, NewModerationEvent, NewTurn, Role, Turn
+from bot.storage.repositories import ChannelSettingsStore, ConversationStore, ModerationEventStore
 
 
 async def test_sentiment_label_and_emotions(engine: InferenceEngine) -> None:
@@ -210,3 +213,91 @@ async def test_retention_prunes_old_turns(
     assert await service.prune(0) == 0
     assert await service.prune(30) == 0
     assert len(await service.history(1, 10, 10)) == 2
+
+
+async def test_deleting_a_message_deletes_its_turn_and_the_answers_message_too(
+    engine: InferenceEngine, sessions: SessionFactory
+) -> None:
+    service = _conversations(engine, sessions)
+    alice = Speaker(1, 10, 501, "Alice")
+    answered_in = iter([8001, 8002])
+
+    async def say(text: str, message_id: int | None) -> None:
+        shown_in = next(answered_in)
+        async for _ in service.respond(
+            alice, text, message_id=message_id, answer_message_id=lambda: shown_in
+        ):
+            pass
+
+    await say("my secret is 1234", 7001)
+    await say("from a slash command", None)
+    turns = await service.history(1, 10, 10)
+    assert [t.message_id for t in turns] == [7001, 8001, None, 8002]
+
+    assert await service.forget_messages(1, [7001]) == 1
+    assert await service.forget_messages(2, [8001]) == 0  # another guild's id: untouched
+    assert await service.forget_messages(1, [8001, 8002, 424242]) == 2
+    assert [t.content for t in await service.history(1, 10, 10)] == ["from a slash command"]
+
+
+async def test_a_message_deleted_before_its_turn_is_stored_is_never_remembered(
+    engine: InferenceEngine, sessions: SessionFactory
+) -> None:
+    service = _conversations(engine, sessions)
+    alice = Speaker(1, 10, 501, "Alice")
+
+    await service.forget_messages(1, [7001])  # deleted while waiting for its turn
+    assert [p async for p in service.respond(alice, "hello", message_id=7001)] == []
+    assert service.was_deleted(7001) and not service.was_deleted(None)
+    assert await service.history(1, 10, 10) == []
+
+
+async def test_a_message_deleted_while_its_turn_is_written_is_not_remembered(
+    engine: InferenceEngine, sessions: SessionFactory
+) -> None:
+    class DeletedDuringWrite(ConversationStore):
+        async def add_turn(self, turn: NewTurn) -> Turn:
+            if turn.message_id == 7001:
+                # The delete event is handled before this insert commits: it finds nothing.
+                assert await service.forget_messages(1, [7001]) == 0
+            return await super().add_turn(turn)
+
+    service = ConversationService(
+        engine, DeletedDuringWrite(sessions), ChannelSettingsStore(sessions), max_new_tokens=8
+    )
+
+    pieces = [p async for p in service.respond(Speaker(1, 10, 501, "A"), "hi", message_id=7001)]
+
+    assert pieces == []
+    assert await service.history(1, 10, 10) == []
+
+
+async def test_retention_prunes_turns_and_moderation_events_by_their_own_periods(
+    engine: InferenceEngine, sessions: SessionFactory
+) -> None:
+    events, conversations = ModerationEventStore(sessions), _conversations(engine, sessions)
+    for message_id in (98, 99):
+        await events.record(
+            NewModerationEvent(1, 10, message_id, 501, "NEGATIVE", 0.99, ModerationAction.LOG)
+        )
+    await _say(conversations, Speaker(1, 10, 501, "Alice"), "hello")
+    now = datetime.now(UTC)
+    async with sessions() as session, session.begin():  # one event and every turn get old
+        await session.execute(
+            update(ModerationEventRow)
+            .where(ModerationEventRow.message_id == 98)
+            .values(created_at=now - timedelta(days=100))
+        )
+        await session.execute(
+            update(ConversationTurnRow).values(created_at=now - timedelta(days=40))
+        )
+
+    keep_all = RetentionService(conversations, events, conversation_days=0, moderation_days=0)
+    assert await keep_all.prune() == Pruned(turns=0, moderation_events=0)
+    keep_long = RetentionService(conversations, events, conversation_days=60, moderation_days=120)
+    assert await keep_long.prune() == Pruned(turns=0, moderation_events=0)
+    defaults = RetentionService(conversations, events, conversation_days=30, moderation_days=90)
+    assert await defaults.prune() == Pruned(turns=2, moderation_events=1)
+    assert [e.message_id for e in await events.since(1, now - timedelta(days=365))] == [99]
+    assert retention_cutoff(0, now) is None
+    assert retention_cutoff(90, now) == now - timedelta(days=90)

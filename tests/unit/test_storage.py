@@ -1,18 +1,26 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import sqlite3
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
 
-from bot.storage.engine import SessionFactory
+from bot.errors import StorageError
+from bot.storage import migrate
+from bot.storage.cache import SettingsCache
+from bot.storage.engine import SessionFactory, create_engine, create_session_factory
 from bot.storage.records import ModerationAction, NewModerationEvent, NewTurn, Role
 from bot.storage.repositories import (
     ChannelSettingsStore,
     ConversationStore,
     GuildSettingsStore,
     ModerationEventStore,
-    _SettingsCache,
 )
 
 GUILD, OTHER_GUILD = 1001, 2002
@@ -146,7 +154,7 @@ async def test_moderation_event_recorded_and_decided(sessions: SessionFactory) -
 
 
 async def test_a_read_overlapping_a_write_does_not_replace_it() -> None:
-    cache: _SettingsCache[int, str] = _SettingsCache()
+    cache: SettingsCache[int, str] = SettingsCache()
     release = asyncio.Event()
 
     async def slow_old_row() -> str:
@@ -160,3 +168,164 @@ async def test_a_read_overlapping_a_write_does_not_replace_it() -> None:
 
     assert await reading == "old"  # what that read saw
     assert await cache.get(1, slow_old_row) == "new"  # but the write is what stays
+
+
+def sqlite_path(database_url: str) -> Path:
+    database = make_url(database_url).database
+    assert database is not None
+    return Path(database)
+
+
+@pytest.fixture
+async def two_processes(database_url: str) -> AsyncIterator[tuple[SessionFactory, SessionFactory]]:
+    """Two engines on one migrated SQLite file, as two writers with their own connections."""
+    await asyncio.to_thread(migrate.upgrade, database_url)
+    engines = [create_engine(database_url), create_engine(database_url)]
+    yield create_session_factory(engines[0]), create_session_factory(engines[1])
+    for engine in engines:
+        await engine.dispose()
+
+
+async def test_concurrent_first_time_guild_updates_never_collide(
+    two_processes: tuple[SessionFactory, SessionFactory],
+) -> None:
+    stores = [GuildSettingsStore(sessions) for sessions in two_processes]
+
+    results = await asyncio.gather(
+        *(stores[i % 2].update(GUILD, timeout_minutes=i + 1) for i in range(24)),
+        return_exceptions=True,
+    )
+
+    assert [r for r in results if isinstance(r, BaseException)] == []
+    stored = await GuildSettingsStore(two_processes[0]).get(GUILD)
+    assert stored.timeout_minutes in {i + 1 for i in range(24)}  # one of them, whole
+
+
+async def test_concurrent_first_time_channel_updates_never_collide(
+    two_processes: tuple[SessionFactory, SessionFactory],
+) -> None:
+    stores = [ChannelSettingsStore(sessions) for sessions in two_processes]
+
+    results = await asyncio.gather(
+        *(
+            stores[i % 2].update(GUILD, CHANNEL, conversation_enabled=True)
+            if i % 3
+            else stores[i % 2].update(GUILD, CHANNEL, persona=f"persona {i}")
+            for i in range(24)
+        ),
+        return_exceptions=True,
+    )
+
+    assert [r for r in results if isinstance(r, BaseException)] == []
+    stored = await ChannelSettingsStore(two_processes[1]).get(GUILD, CHANNEL)
+    assert stored.conversation_enabled and stored.persona is not None
+
+
+async def test_sqlite_commits_are_durable_in_wal_mode(sessions: SessionFactory) -> None:
+    async with sessions() as session:
+        journal = (await session.execute(text("PRAGMA journal_mode"))).scalar_one()
+        synchronous = (await session.execute(text("PRAGMA synchronous"))).scalar_one()
+
+    assert journal == "wal"
+    assert synchronous == 2  # FULL: the WAL is synced at every commit
+
+
+async def test_settings_cache_is_bounded_least_recently_used_first() -> None:
+    cache: SettingsCache[int, str] = SettingsCache(maxsize=2)
+    loads: list[int] = []
+
+    async def load_of(key: int) -> str:
+        loads.append(key)
+        return f"v{key}"
+
+    await cache.get(1, lambda: load_of(1))
+    await cache.get(2, lambda: load_of(2))
+    await cache.get(1, lambda: load_of(1))  # 1 is now the most recently used
+    await cache.get(3, lambda: load_of(3))  # evicts 2
+
+    assert len(cache) == 2
+    await cache.get(1, lambda: load_of(1))
+    await cache.get(2, lambda: load_of(2))
+    assert loads == [1, 2, 3, 2]
+
+
+async def test_forget_guild_drops_only_that_guilds_cached_settings(
+    sessions: SessionFactory,
+) -> None:
+    guilds, channels = GuildSettingsStore(sessions), ChannelSettingsStore(sessions)
+    await guilds.update(GUILD, threshold=0.5)
+    await guilds.update(OTHER_GUILD, threshold=0.6)
+    await channels.update(GUILD, CHANNEL, persona="old")
+    await channels.update(OTHER_GUILD, OTHER_CHANNEL, persona="other")
+    # Another writer changes the rows behind the caches' back.
+    await GuildSettingsStore(sessions).update(GUILD, threshold=0.7)
+    await GuildSettingsStore(sessions).update(OTHER_GUILD, threshold=0.8)
+    await ChannelSettingsStore(sessions).update(GUILD, CHANNEL, persona="new")
+
+    guilds.forget_guild(GUILD)
+    channels.forget_guild(GUILD)
+
+    assert (await guilds.get(GUILD)).threshold == 0.7  # read again from the database
+    assert (await guilds.get(OTHER_GUILD)).threshold == 0.6  # still cached
+    assert (await channels.get(GUILD, CHANNEL)).persona == "new"
+    assert (await channels.get(OTHER_GUILD, OTHER_CHANNEL)).persona == "other"
+
+
+async def test_turns_of_deleted_messages_are_deleted(sessions: SessionFactory) -> None:
+    store = ConversationStore(sessions)
+    question = await store.add_turn(
+        NewTurn(GUILD, CHANNEL, ALICE, "alice", Role.USER, "secret", 1, message_id=9001)
+    )
+    await store.add_turn(NewTurn(GUILD, CHANNEL, 0, "bot", Role.ASSISTANT, "ok", 1, 9002))
+    await store.add_turn(turn("from /chat"))  # no message id
+    await store.add_turn(NewTurn(OTHER_GUILD, CHANNEL, ALICE, "a", Role.USER, "x", 1, 9003))
+
+    assert question.message_id == 9001
+    assert await store.delete_messages(GUILD, [9001, 9003, 1234]) == 1  # 9003: other guild
+    assert await store.delete_messages(GUILD, []) == 0
+    remaining = await store.recent_turns(GUILD, CHANNEL, 10)
+    assert [(t.content, t.message_id) for t in remaining] == [("ok", 9002), ("from /chat", None)]
+    assert await store.delete_messages(GUILD, {9002}) == 1
+
+
+async def test_moderation_events_are_pruned_by_age(sessions: SessionFactory) -> None:
+    store = ModerationEventStore(sessions)
+    event = await store.record(
+        NewModerationEvent(GUILD, CHANNEL, 99, BOB, "NEGATIVE", 0.97, ModerationAction.LOG)
+    )
+
+    assert await store.prune_older_than(event.created_at - timedelta(seconds=1)) == 0
+    assert await store.prune_older_than(event.created_at + timedelta(seconds=1)) == 1
+    assert await store.get(event.id) is None
+
+
+async def test_a_failing_database_raises_storage_error_logged_once_with_its_id(
+    sessions: SessionFactory, database_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = ConversationStore(sessions)
+    await store.add_turn(turn("before"))
+    with sqlite3.connect(sqlite_path(database_url)) as connection:
+        connection.execute("DROP TABLE conversation_turns")
+
+    with caplog.at_level(logging.ERROR, logger="bot.storage"), pytest.raises(StorageError) as error:
+        await store.recent_turns(GUILD, CHANNEL, 10)
+
+    assert error.value.error_id is not None
+    assert f"error id `{error.value.error_id}`" in error.value.message
+    [record] = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert error.value.error_id in record.getMessage() and record.exc_info is not None
+    assert "no such table" in str(record.exc_info[1])
+    caplog.clear()
+    with pytest.raises(StorageError):
+        await store.add_turn(turn("what a member wrote"))
+    assert "what a member wrote" not in caplog.text  # SQL parameters stay out of the log
+
+
+async def test_an_unopenable_database_file_raises_storage_error(tmp_path: Path) -> None:
+    (tmp_path / "not-a-db").write_bytes(b"this is not a SQLite file" * 100)
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'not-a-db'}")
+    try:
+        with pytest.raises(StorageError):
+            await GuildSettingsStore(create_session_factory(engine)).get(GUILD)
+    finally:
+        await engine.dispose()
