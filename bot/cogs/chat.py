@@ -12,6 +12,7 @@ from discord.ext import commands
 
 from bot.client import Bot
 from bot.cogs.errors import describe
+from bot.cogs.first_use import load_first
 from bot.cogs.streaming import StreamingReply
 from bot.errors import InvalidInputError
 from bot.formatting import NO_MENTIONS, split_message, truncate
@@ -66,6 +67,7 @@ class ChatCog(commands.Cog):
     ) -> None:
         guild_id, channel_id = location(interaction)
         await interaction.response.defer(thinking=True)
+        await load_first(interaction, self.bot.services.engine, "chat")
         reply = StreamingReply(
             lambda text: interaction.followup.send(text, wait=True, allowed_mentions=NO_MENTIONS),
             lambda text: interaction.followup.send(text, wait=True, allowed_mentions=NO_MENTIONS),
