@@ -12,6 +12,24 @@ from bot.settings import Settings, SettingsError, get_settings
 
 log = logging.getLogger("bot")
 
+TOKEN_HELP = (
+    "error: DISCORD_TOKEN is not set. Get one at https://discord.com/developers/applications "
+    "(your application > Bot > Reset Token) and put it in the environment "
+    "(DISCORD_TOKEN=... make run) or in a .env file."
+)
+EPILOG = """\
+quick start, from a clone of the repository:
+  make run     set up .venv (torch for this machine, the project, the bundled chat model),
+               then start the bot with the embedded defaults
+  make test    set up .venv, then run the whole test suite
+  make lint    ruff and mypy, as CI (.ci/run) runs them with make lint test
+
+the token: https://discord.com/developers/applications > your application > Bot >
+Reset Token; then DISCORD_TOKEN in the environment or in .env. Every other setting has a
+default (README, Configuration). Hub models not downloaded yet are named, with their
+sizes, when `run` starts; WARMUP=true loads them at start instead of on first use.
+"""
+
 
 def _configure_logging(settings: Settings) -> None:
     logging.basicConfig(
@@ -26,15 +44,30 @@ def _configure_logging(settings: Settings) -> None:
 
 def _cmd_run(settings: Settings, _args: argparse.Namespace) -> int:
     if settings.discord_token is None or not settings.discord_token.get_secret_value().strip():
-        print(
-            "error: DISCORD_TOKEN is not set; put the bot token from the Discord developer "
-            "portal in the environment or in .env",
-            file=sys.stderr,
-        )
+        print(TOKEN_HELP, file=sys.stderr)
         return 2
+    _log_models_to_download(settings)
+    import aiohttp
+
     from bot.app import run_bot
 
-    return asyncio.run(run_bot(settings))
+    try:
+        return asyncio.run(run_bot(settings))
+    except aiohttp.ClientConnectionError as error:
+        print(
+            f"error: cannot reach Discord at {settings.discord_api_base}: {error}", file=sys.stderr
+        )
+        return 1
+
+
+def _log_models_to_download(settings: Settings) -> None:
+    from bot.inference.engine import EngineConfig
+    from bot.inference.footprint import first_start_message
+
+    models = EngineConfig.from_settings(settings).models
+    message = first_start_message(models.items(), warmup=settings.warmup)
+    if message:
+        log.info("%s", message)
 
 
 def _cmd_db_upgrade(settings: Settings, args: argparse.Namespace) -> int:
@@ -68,6 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="discord-hf-bot",
         description="A Discord bot that runs Hugging Face models in-process. "
         "Configuration comes from the environment and .env (see README).",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 

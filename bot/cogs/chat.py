@@ -12,6 +12,7 @@ from discord.ext import commands
 
 from bot.client import Bot
 from bot.cogs.errors import report
+from bot.cogs.first_use import load_first
 from bot.cogs.streaming import StreamingReply
 from bot.errors import CooldownError, InvalidInputError, StorageError
 from bot.formatting import NO_MENTIONS, split_message, truncate
@@ -83,6 +84,7 @@ class ChatCog(commands.Cog):
                 speaker, message, place, answer_message_id=first_message_id(reply)
             )
             await interaction.response.defer(thinking=True)
+            await load_first(interaction, self.bot.services.engine, "chat")
             async with contextlib.aclosing(answer):
                 async for piece in answer:
                     await reply.add(piece)

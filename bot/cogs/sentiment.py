@@ -7,6 +7,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.client import Bot
+from bot.cogs.first_use import first_use
 from bot.formatting import NO_MENTIONS, bar, truncate
 from bot.services.sentiment import MAX_TEXT_CHARS, SentimentResult, is_negative
 
@@ -56,7 +57,9 @@ class SentimentCog(commands.Cog):
         private: bool = False,
     ) -> None:
         await interaction.response.defer(ephemeral=private, thinking=True)
-        result = await self.bot.services.sentiment.analyze(text, emotions=emotions)
+        engine = self.bot.services.engine
+        async with first_use(interaction, engine, "emotion" if emotions else "sentiment"):
+            result = await self.bot.services.sentiment.analyze(text, emotions=emotions)
         await interaction.followup.send(
             embed=sentiment_embed(result, text), ephemeral=private, allowed_mentions=NO_MENTIONS
         )
@@ -65,7 +68,8 @@ class SentimentCog(commands.Cog):
         self, interaction: discord.Interaction, message: discord.Message
     ) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
-        result = await self.bot.services.sentiment.analyze(message.content)
+        async with first_use(interaction, self.bot.services.engine, "sentiment"):
+            result = await self.bot.services.sentiment.analyze(message.content)
         embed = sentiment_embed(result, message.content)
         embed.url = message.jump_url
         await interaction.followup.send(embed=embed, ephemeral=True, allowed_mentions=NO_MENTIONS)

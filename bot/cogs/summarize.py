@@ -9,6 +9,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.client import Bot
+from bot.cogs.first_use import first_use
 from bot.errors import InvalidInputError
 from bot.formatting import EMBED_DESCRIPTION_LIMIT, NO_MENTIONS, split_message, truncate
 from bot.services.summaries import MAX_TEXT_CHARS, ChannelMessage, ChannelSummary, parse_duration
@@ -92,9 +93,10 @@ class SummarizeCog(commands.Cog):
         after = datetime.now(UTC) - parse_duration(since) if since else None
         await interaction.response.defer(ephemeral=private, thinking=True)
         if text is not None:
-            summary = await self.bot.services.summaries.summarize_text(
-                text, min_length=min_length, max_length=max_length
-            )
+            async with first_use(interaction, self.bot.services.engine, "summarization"):
+                summary = await self.bot.services.summaries.summarize_text(
+                    text, min_length=min_length, max_length=max_length
+                )
             note = f"\n-# summarised in {summary.chunks} parts" if summary.chunks > 1 else ""
             for piece in split_message(summary.text + note):
                 await interaction.followup.send(
@@ -109,7 +111,8 @@ class SummarizeCog(commands.Cog):
             async for m in channel.history(limit=messages, after=after, oldest_first=False)
         ]
         history.reverse()
-        result = await self.bot.services.summaries.summarize_messages(history)
+        async with first_use(interaction, self.bot.services.engine, "summarization", "sentiment"):
+            result = await self.bot.services.summaries.summarize_messages(history)
         embed = summary_embed(result, interaction.guild_id, interaction.channel_id or 0)
         await interaction.followup.send(
             embed=embed, ephemeral=private, allowed_mentions=NO_MENTIONS

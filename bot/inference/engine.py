@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncGenerator, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
@@ -13,6 +14,12 @@ from bot.errors import InvalidInputError
 from bot.inference.chat import ChatMessage, ChatReply, ChatRequest, ChatTask
 from bot.inference.classify import ClassifyRequest, LabelScore, TextClassificationTask
 from bot.inference.device import DevicePlan, resolve_device
+from bot.inference.footprint import (
+    describe_bytes,
+    estimate_load_s,
+    footprint,
+    measured_load_rate,
+)
 from bot.inference.loading import ModelSource
 from bot.inference.summarize import SummarizationTask, SummarizeRequest, Summary
 from bot.inference.worker import ModelTask, ModelWorker, WorkerLimits
@@ -34,6 +41,8 @@ TASKS: dict[str, TaskFactory] = {
     ),
     "chat": lambda source, plan, _limits: ChatTask(source, plan),
 }
+# The models WARMUP=true loads at start (the emotion model stays on first use).
+WARMUP_ROLES: tuple[ModelRole, ...] = ("sentiment", "summarization", "chat")
 # Model batches one worker run may take (the task splits them into model batches).
 ROUND_BATCHES = {"text-classification": 4, "summarization": 1, "chat": 1}
 
@@ -102,16 +111,56 @@ class InferenceEngine:
             self._workers[role] = ModelWorker(role, task, limits)
         return self._workers[role]
 
-    async def warmup(
-        self, roles: Sequence[ModelRole] = ("sentiment", "summarization", "chat")
-    ) -> None:
+    def is_loaded(self, role: ModelRole) -> bool:
+        """Whether the role's model is loaded (asking never starts a load)."""
+        worker = self._workers.get(role)
+        return worker is not None and worker.is_loaded
+
+    def estimated_load_s(self, role: ModelRole) -> float:
+        """About how long until the role's model is loaded, download included.
+
+        A guess from the size of its weights, at the load rate measured in this process
+        when another model of the same format has loaded, less the time already spent.
+        """
+        found = footprint(self.config.models[role])
+        rate = None
+        for other, worker in self._workers.items():
+            loaded = footprint(self.config.models[other])
+            if worker.load_seconds and loaded.weights_format == found.weights_format:
+                rate = measured_load_rate(loaded, worker.load_seconds) or rate
+        estimate = estimate_load_s(found, rate)
+        loading = self._workers.get(role)
+        if loading is not None and loading.loading_since is not None:
+            estimate -= time.monotonic() - loading.loading_since
+        return max(1.0, estimate)
+
+    async def ensure_loaded(self, role: ModelRole) -> None:
+        """Load the role's model now if it is not loaded (raises ModelUnavailableError)."""
+        await self.worker(role).ensure_loaded()
+
+    async def warmup(self, roles: Sequence[ModelRole] = WARMUP_ROLES) -> None:
         """Load models now instead of on the first request; failures are logged, not raised."""
-        results = await asyncio.gather(
-            *(self.worker(role).ensure_loaded() for role in roles), return_exceptions=True
-        )
-        for role, result in zip(roles, results, strict=True):
-            if isinstance(result, BaseException):
-                log.warning("warm-up: %s model unavailable: %s", role, result)
+        await asyncio.gather(*(self._warm(role) for role in roles))
+
+    async def _warm(self, role: ModelRole) -> None:
+        found = await asyncio.to_thread(footprint, self.config.models[role])
+        fetch = ""
+        if not found.on_disk:
+            size = describe_bytes(found.size_bytes) if found.size_bytes else "size unknown"
+            fetch = f", downloading it first ({size})"
+        log.info("warm-up: loading the %s model %s%s", role, found.model, fetch)
+        started = time.perf_counter()
+        try:
+            await self.ensure_loaded(role)
+        except Exception as error:
+            log.warning(
+                "warm-up: the %s model failed after %.1f s: %s",
+                role,
+                time.perf_counter() - started,
+                error,
+            )
+        else:
+            log.info("warm-up: the %s model is ready (%.1f s)", role, time.perf_counter() - started)
 
     async def classify(
         self, texts: Sequence[str], *, role: ClassifierRole = "sentiment", top_k: int | None = 1

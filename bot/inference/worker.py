@@ -82,6 +82,8 @@ class ModelWorker(Generic[P, R]):
         self._seconds_per_batch = 1.0
         self._runner: asyncio.Task[None] | None = None
         self.batches_run = 0
+        self.loading_since: float | None = None  # time.monotonic() of the load under way
+        self.load_seconds: float | None = None  # how long the successful load took
 
     @property
     def is_loaded(self) -> bool:
@@ -211,6 +213,7 @@ class ModelWorker(Generic[P, R]):
     def _load_once(self) -> None:
         if self._loaded:
             return
+        self.loading_since = started = time.monotonic()
         try:
             self.task.load()
         except ModelLoadError as error:
@@ -222,6 +225,10 @@ class ModelWorker(Generic[P, R]):
             self._load_error, self._load_failed_at = wrapped, time.monotonic()
         else:
             self._loaded, self._load_error = True, None
+            self.load_seconds = time.monotonic() - started
+            log.info("%s model ready in %.1f s", self.role, self.load_seconds)
+        finally:
+            self.loading_since = None
 
     def _run_in_thread(self, payloads: list[P]) -> list[R | BaseException]:
         self._load_once()

@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from bot.client import Bot
+from bot.cogs.first_use import is_loading_notice
 from bot.inference.chat import ChatMessage
 from bot.services.conversations import DEFAULT_PERSONA
 from bot.settings import default_chat_model
@@ -38,10 +39,12 @@ def spy_on_prompts(bot: Bot) -> list[list[ChatMessage]]:
 
 
 async def final_text(server: LoopbackDiscord, interaction: Interaction, timeout: float = 30) -> str:
-    """The answer once streaming has finished (no cursor left)."""
+    """The answer once streaming has finished (no cursor left, no loading notice)."""
     await server.wait_for(
         lambda: (
-            interaction.original and CURSOR not in (interaction.original.get("content") or CURSOR)
+            interaction.original
+            and CURSOR not in (interaction.original.get("content") or CURSOR)
+            and not is_loading_notice(interaction.original["content"])
         ),
         timeout,
         f"the final answer to /{interaction.name}",

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -33,6 +34,9 @@ def test_help_lists_the_commands(tmp_path: Path) -> None:
     assert result.returncode == 0
     for command in ("run", "db", "models"):
         assert command in result.stdout
+    # The same two commands as the README's quick start, and where the token comes from.
+    for text in ("make run", "make test", "https://discord.com/developers/applications"):
+        assert text in result.stdout
 
 
 def test_run_without_token_exits_with_one_line(tmp_path: Path) -> None:
@@ -40,6 +44,35 @@ def test_run_without_token_exits_with_one_line(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0
     assert "DISCORD_TOKEN" in result.stderr and "Traceback" not in result.stderr
+    # Where to get one: the developer portal, the Bot page, Reset Token.
+    assert "https://discord.com/developers/applications" in result.stderr
+    assert "Bot > Reset Token" in result.stderr
+
+
+def test_first_start_names_models_to_download_and_unreachable_discord_fails_cleanly(
+    tmp_path: Path,
+) -> None:
+    with socket.socket() as closed:  # bound, never listening: connections are refused
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+        result = run_cli(
+            "run",
+            env={
+                "DISCORD_TOKEN": "x",
+                "DISCORD_API_BASE": f"http://127.0.0.1:{port}/api/v10",
+                "HF_HOME": str(tmp_path / "empty-hf-home"),
+                "HF_HUB_CACHE": str(tmp_path / "empty-hf-home" / "hub"),
+            },
+            cwd=tmp_path,
+        )
+
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"error: cannot reach Discord at http://127.0.0.1:{port}/api/v10: ")
+    [line] = [x for x in result.stderr.splitlines() if "not downloaded yet" in x]
+    assert "distilbert/distilbert-base-uncased-finetuned-sst-2-english (about 268 MB)" in line
+    assert "facebook/bart-large-cnn (about 1.6 GB)" in line
 
 
 def test_wrong_setting_fails_with_one_line_naming_it(tmp_path: Path) -> None:
