@@ -136,6 +136,8 @@ class ChatCog(commands.Cog):
             async with contextlib.aclosing(answer):
                 async with message.channel.typing():
                     first = await anext(answer, None)
+                if first is None and self.conversations.was_deleted(message.id):
+                    return  # deleted while it waited for its turn: nobody to answer
                 if first is not None:
                     await reply.add(first)
                     async for piece in answer:
