@@ -7,7 +7,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.client import Bot
-from bot.formatting import NO_MENTIONS, bar, truncate
+from bot.formatting import NO_MENTIONS, bar, fit_embed, truncate
 from bot.services.sentiment import MAX_TEXT_CHARS, SentimentResult, is_negative
 
 EMOTIONS_SHOWN = 8
@@ -26,7 +26,7 @@ def sentiment_embed(result: SentimentResult, text: str) -> discord.Embed:
             title=f"{result.label.title()} ({result.score:.1%} confident)", colour=colour
         )
     embed.add_field(name="Text", value=truncate(text, 1000), inline=False)
-    return embed
+    return fit_embed(embed)
 
 
 class SentimentCog(commands.Cog):

@@ -6,6 +6,7 @@ import threading
 import time
 import unicodedata
 from collections.abc import Callable
+from datetime import UTC, date, datetime
 from functools import partial
 from typing import TypeVar
 
@@ -14,6 +15,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from bot.cogs.moderation import alert_embed, settings_text, stats_text
+from bot.cogs.sentiment import sentiment_embed
+from bot.cogs.summarize import summary_embed
 from bot.formatting import (
     EMBED_AUTHOR_LIMIT,
     EMBED_DESCRIPTION_LIMIT,
@@ -33,6 +37,11 @@ from bot.formatting import (
     split_message,
     truncate,
 )
+from bot.inference.classify import LabelScore
+from bot.services.moderation import ModerationStats
+from bot.services.sentiment import Mood, SentimentResult
+from bot.services.summaries import Bullet, ChannelSummary
+from bot.storage.records import GuildSettings, ModerationAction, ModerationEvent
 
 T = TypeVar("T")
 REOPEN = re.compile(r"```[A-Za-z0-9_+\-.#]{0,16}\n")
@@ -431,6 +440,92 @@ def already_fits(embed: discord.Embed) -> bool:
         and all(len(text or "") <= limit for text, limit in parts)
         and all(field.name and field.value for field in embed.fields)
     )
+
+
+def test_embeds_of_the_cogs_stay_within_discord_limits() -> None:
+    long = "word " * 2000
+    summary = ChannelSummary(
+        bullets=tuple(Bullet(long, 10**18 + i) for i in range(40)),
+        mood=Mood(positive=3, negative=1, average_positive=0.7),
+        messages_used=500,
+        skipped_bots=2,
+        skipped_no_text=1,
+    )
+    embed = summary_embed(summary, 10**18, 10**18)
+    assert_within_discord_limits(embed)
+    assert (embed.description or "").endswith("more")
+    assert (embed.description or "").count("[→]") == (embed.description or "").count("\n")
+
+    result = SentimentResult("x" * 1000, 0.5, tuple(LabelScore("y" * 500, 0.1) for _ in range(30)))
+    assert_within_discord_limits(sentiment_embed(result, long))
+    assert_within_discord_limits(sentiment_embed(SentimentResult("positive", 0.9), ""))
+
+    event = ModerationEvent(
+        id=1,
+        guild_id=1,
+        channel_id=2,
+        message_id=3,
+        author_id=4,
+        label="z" * 3000,
+        score=0.99,
+        action=ModerationAction.LOG,
+        dry_run=False,
+        action_succeeded=True,
+        decision=None,
+        decided_by=None,
+        created_at=datetime.now(UTC),
+    )
+    assert_within_discord_limits(alert_embed(event, long, "o" * 3000))
+
+
+# --- lists in replies -------------------------------------------------------------------
+
+
+def test_settings_with_many_exemptions_fit_in_one_message() -> None:
+    roles = frozenset(10**18 + i for i in range(80))
+    channels = frozenset(2 * 10**18 + i for i in range(80))
+    settings = GuildSettings(
+        guild_id=1,
+        log_channel_id=3 * 10**18,
+        exempt_role_ids=roles,
+        exempt_channel_ids=channels,
+        action=ModerationAction.TIMEOUT,
+        dry_run=True,
+    )
+
+    text = settings_text(settings)
+
+    assert len(text) <= MESSAGE_LIMIT
+    assert f"Exempt roles: <@&{min(roles)}>" in text
+    assert re.search(r"<@&\d+>, … and \d+ more - exempt channels: <#\d+>", text)
+    assert re.search(r"<#\d+>, … and \d+ more$", text)
+    shown = len(re.findall(r"<@&\d+>", text)) + len(re.findall(r"<#\d+>", text)) - 1
+    hidden = sum(int(n) for n in re.findall(r"and (\d+) more", text))
+    assert shown + hidden == 160
+
+
+def test_settings_with_few_exemptions_list_them_all() -> None:
+    text = settings_text(GuildSettings(guild_id=1, exempt_role_ids=frozenset({5})))
+
+    assert text.endswith("Exempt roles: <@&5> - exempt channels: none")
+
+
+def test_stats_with_many_channels_fit_in_one_message() -> None:
+    stats = ModerationStats(
+        days=7,
+        total=900,
+        by_action={"log": 900},
+        by_label={"negative": 900},
+        top_channels=[(10**18 + i, 900 - i) for i in range(200)],
+        per_day=[(date(2024, 1, 1), 900)],
+        dismissed=0,
+    )
+
+    text = stats_text(stats, "g" * 100)
+
+    assert len(text) <= MESSAGE_LIMIT
+    assert "Top channels: <#1000000000000000000> 900, " in text
+    assert re.search(r"… and \d+ more\nDismissed", text)
 
 
 # --- small helpers ----------------------------------------------------------------------
