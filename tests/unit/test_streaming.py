@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from bot.cogs import streaming
 from bot.cogs.streaming import StreamingReply
 from bot.formatting import split_message
+from tests.unit.deadline import within
 
 
 class FakeMessage:
@@ -115,7 +116,7 @@ def test_streamed_messages_only_change_while_they_are_the_last(
     fake, shown = Clock(), [[]]
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(streaming.time, "monotonic", fake)
-        reply, log, sent = asyncio.run(stream())
+        reply, log, sent = within(30, lambda: asyncio.run(stream()))
 
     assert all(0 < len(content) <= 2000 for _, content in log)
     final = split_message(reply.text, 2000 - 2) if reply.text.strip() else ["…"]
