@@ -33,7 +33,7 @@ _SPACE = re.compile(r"\s*")
 _NEWLINES = re.compile(r"[\r\n]*")
 _ZWJ = "\u200d"
 _GLUE_LOOKBACK = 32  # a grapheme cluster longer than this is cut anyway
-_EMPTY_FIELD = "\u200b"  # Discord refuses empty field names and values
+_EMPTY_FIELD = "\u200b"  # a zero-width space: shows nothing, yet is not blank
 
 
 class Piece(NamedTuple):
@@ -235,8 +235,8 @@ def fit_embed(embed: discord.Embed) -> discord.Embed:
     while len(embed.fields) > EMBED_FIELD_COUNT_LIMIT:
         embed.remove_field(EMBED_FIELD_COUNT_LIMIT)
     for index, field in enumerate(embed.fields):
-        name = clip(field.name or _EMPTY_FIELD, EMBED_FIELD_NAME_LIMIT)
-        value = clip(field.value or _EMPTY_FIELD, EMBED_FIELD_VALUE_LIMIT)
+        name = clip(_or_blank_mark(field.name), EMBED_FIELD_NAME_LIMIT)
+        value = clip(_or_blank_mark(field.value), EMBED_FIELD_VALUE_LIMIT)
         if (name, value) != (field.name, field.value):
             embed.set_field_at(index, name=name, value=value, inline=bool(field.inline))
     if embed.footer.text:
@@ -251,6 +251,11 @@ def fit_embed(embed: discord.Embed) -> discord.Embed:
         )
     _fit_total(embed)
     return embed
+
+
+def _or_blank_mark(text: str | None) -> str:
+    """Discord refuses field names and values that are empty once trimmed."""
+    return text if text and text.strip() else _EMPTY_FIELD
 
 
 def _fit_total(embed: discord.Embed) -> None:

@@ -384,8 +384,8 @@ def assert_within_discord_limits(embed: discord.Embed) -> None:
     assert len(embed.description or "") <= EMBED_DESCRIPTION_LIMIT
     assert len(embed.fields) <= EMBED_FIELD_COUNT_LIMIT
     for field in embed.fields:
-        assert 0 < len(field.name or "") <= EMBED_FIELD_NAME_LIMIT
-        assert 0 < len(field.value or "") <= EMBED_FIELD_VALUE_LIMIT
+        assert (field.name or "").strip() and len(field.name or "") <= EMBED_FIELD_NAME_LIMIT
+        assert (field.value or "").strip() and len(field.value or "") <= EMBED_FIELD_VALUE_LIMIT
     assert len(embed.footer.text or "") <= EMBED_FOOTER_LIMIT
     assert len(embed.author.name or "") <= EMBED_AUTHOR_LIMIT
     assert len(embed) <= EMBED_TOTAL_LIMIT
@@ -410,8 +410,10 @@ def test_fit_embed_respects_every_limit_and_keeps_prefixes(embed: discord.Embed)
     assert kept(before.description, fitted.description)
     assert kept(before.footer.text, fitted.footer.text)
     for old, new in zip(before.fields, fitted.fields, strict=False):
-        assert kept(old.name, new.name if new.name != "\u200b" else "")
-        assert kept(old.value, new.value if new.value != "\u200b" else "")
+        assert kept(old.name, new.name) or (new.name == "\u200b" and not (old.name or "").strip())
+        assert kept(old.value, new.value) or (
+            new.value == "\u200b" and not (old.value or "").strip()
+        )
         assert old.inline == new.inline
     if already_fits(before):
         assert fitted.to_dict() == before.to_dict()  # nothing to change
@@ -430,7 +432,9 @@ def already_fits(embed: discord.Embed) -> bool:
         len(embed) <= EMBED_TOTAL_LIMIT
         and len(embed.fields) <= EMBED_FIELD_COUNT_LIMIT
         and all(len(text or "") <= limit for text, limit in parts)
-        and all(field.name and field.value for field in embed.fields)
+        and all(
+            (field.name or "").strip() and (field.value or "").strip() for field in embed.fields
+        )
     )
 
 

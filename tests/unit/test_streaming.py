@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from bot.cogs import streaming
 from bot.cogs.streaming import StreamingReply
-from bot.formatting import split_message
+from bot.formatting import MESSAGE_LIMIT, split_message
 from tests.unit.deadline import within
 
 
@@ -113,13 +113,15 @@ def test_streamed_messages_only_change_while_they_are_the_last(
         shown.append([message.content for message in sent])
         return reply, log, sent
 
-    fake, shown = Clock(), [[]]
+    fake = Clock()
+    shown: list[list[str]] = [[]]
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(streaming.time, "monotonic", fake)
         reply, log, sent = within(30, lambda: asyncio.run(stream()))
 
-    assert all(0 < len(content) <= 2000 for _, content in log)
-    final = split_message(reply.text, 2000 - 2) if reply.text.strip() else ["…"]
+    assert all(0 < len(content) <= MESSAGE_LIMIT for _, content in log)
+    limit = MESSAGE_LIMIT - len(streaming._CURSOR)
+    final = split_message(reply.text, limit) if reply.text.strip() else ["…"]
     assert [message.content for message in sent] == final
     for before, after in pairwise(shown):
         # Only the last message changes (it loses its cursor when the next one starts).
