@@ -17,7 +17,7 @@ from discord.ext import commands
 from bot.client import Bot
 from bot.cogs.errors import describe, send_ephemeral
 from bot.errors import InvalidInputError
-from bot.formatting import NO_MENTIONS, truncate
+from bot.formatting import MESSAGE_LIMIT, NO_MENTIONS, clip, fit_embed, join_within, truncate
 from bot.services.moderation import (
     Alert,
     CheckedMessage,
@@ -99,7 +99,7 @@ def alert_embed(event: ModerationEvent, excerpt: str, outcome: str) -> discord.E
     embed.add_field(name="Score", value=f"{event.label} {event.score:.2f}")
     embed.add_field(name="Action", value=outcome, inline=False)
     embed.set_footer(text=f"event #{event.id}")
-    return embed
+    return fit_embed(embed)
 
 
 def stats_text(stats: ModerationStats, guild_name: str) -> str:
@@ -107,26 +107,31 @@ def stats_text(stats: ModerationStats, guild_name: str) -> str:
     if stats.total:
         lines.append("By action: " + ", ".join(f"{k} {v}" for k, v in stats.by_action.items()))
         lines.append("By label: " + ", ".join(f"{k} {v}" for k, v in stats.by_label.items()))
-        lines.append("Top channels: " + ", ".join(f"<#{c}> {n}" for c, n in stats.top_channels))
         lines.append(f"Dismissed as false positives: {stats.dismissed}")
-    return "\n".join(lines)
+        budget = MESSAGE_LIMIT - len("\n".join(lines)) - len("\nTop channels: ")
+        channels = join_within([f"<#{c}> {n}" for c, n in stats.top_channels], budget)
+        lines.insert(3, "Top channels: " + channels)
+    return clip("\n".join(lines), MESSAGE_LIMIT)
 
 
 def settings_text(settings: GuildSettings) -> str:
     log_channel = f"<#{settings.log_channel_id}>" if settings.log_channel_id else "none set"
-    roles = ", ".join(f"<@&{r}>" for r in sorted(settings.exempt_role_ids)) or "none"
-    channels = ", ".join(f"<#{c}>" for c in sorted(settings.exempt_channel_ids)) or "none"
-    return "\n".join(
-        [
-            f"Moderation checks are **{'on' if settings.moderation_enabled else 'off'}**.",
-            f"Threshold: {settings.threshold:.2f} - action: {settings.action.value}"
-            + (f" ({settings.timeout_minutes} min)" if settings.action == "timeout" else "")
-            + (" - **dry run**" if settings.dry_run else ""),
-            f"Emotion checks (anger, disgust): {'on' if settings.use_emotions else 'off'}",
-            f"Log channel: {log_channel}",
-            f"Exempt roles: {roles} - exempt channels: {channels}",
-        ]
+    lines = [
+        f"Moderation checks are **{'on' if settings.moderation_enabled else 'off'}**.",
+        f"Threshold: {settings.threshold:.2f} - action: {settings.action.value}"
+        + (f" ({settings.timeout_minutes} min)" if settings.action == "timeout" else "")
+        + (" - **dry run**" if settings.dry_run else ""),
+        f"Emotion checks (anger, disgust): {'on' if settings.use_emotions else 'off'}",
+        f"Log channel: {log_channel}",
+    ]
+    exempt = "\nExempt roles: {} - exempt channels: {}"
+    room = MESSAGE_LIMIT - len("\n".join(lines)) - len(exempt.format("", ""))
+    roles = join_within([f"<@&{r}>" for r in sorted(settings.exempt_role_ids)], room // 2)
+    roles = roles or "none"
+    channels = join_within(
+        [f"<#{c}>" for c in sorted(settings.exempt_channel_ids)], room - len(roles)
     )
+    return "\n".join(lines) + exempt.format(roles, channels or "none")
 
 
 class ModerationCog(commands.Cog, name="Moderation"):

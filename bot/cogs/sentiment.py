@@ -8,7 +8,7 @@ from discord.ext import commands
 
 from bot.client import Bot
 from bot.cogs.first_use import first_use
-from bot.formatting import NO_MENTIONS, bar, truncate
+from bot.formatting import NO_MENTIONS, bar, fit_embed, truncate
 from bot.services.sentiment import MAX_TEXT_CHARS, SentimentResult, is_negative
 
 EMOTIONS_SHOWN = 8
@@ -27,7 +27,7 @@ def sentiment_embed(result: SentimentResult, text: str) -> discord.Embed:
             title=f"{result.label.title()} ({result.score:.1%} confident)", colour=colour
         )
     embed.add_field(name="Text", value=truncate(text, 1000), inline=False)
-    return embed
+    return fit_embed(embed)
 
 
 class SentimentCog(commands.Cog):

@@ -11,7 +11,14 @@ from discord.ext import commands
 from bot.client import Bot
 from bot.cogs.first_use import first_use
 from bot.errors import InvalidInputError
-from bot.formatting import EMBED_DESCRIPTION_LIMIT, NO_MENTIONS, split_message, truncate
+from bot.formatting import (
+    EMBED_DESCRIPTION_LIMIT,
+    NO_MENTIONS,
+    fit_embed,
+    join_within,
+    split_message,
+    truncate,
+)
 from bot.services.summaries import MAX_TEXT_CHARS, ChannelMessage, ChannelSummary, parse_duration
 
 
@@ -34,7 +41,7 @@ def summary_embed(summary: ChannelSummary, guild_id: int, channel_id: int) -> di
     mood = summary.mood
     embed = discord.Embed(
         title=f"Summary of the last {summary.messages_used} messages",
-        description="\n".join(lines)[:EMBED_DESCRIPTION_LIMIT],
+        description=join_within(lines, EMBED_DESCRIPTION_LIMIT, separator="\n"),
     )
     embed.add_field(
         name="Mood",
@@ -48,7 +55,7 @@ def summary_embed(summary: ChannelSummary, guild_id: int, channel_id: int) -> di
         skipped.append(f"{summary.skipped_bots} from bots")
     if skipped:
         embed.set_footer(text="Skipped: " + ", ".join(skipped))
-    return embed
+    return fit_embed(embed)
 
 
 def _require_history_access(interaction: discord.Interaction) -> None:

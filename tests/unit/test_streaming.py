@@ -1,11 +1,17 @@
 from __future__ import annotations
 
+import asyncio
+from itertools import pairwise
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bot.cogs import streaming
 from bot.cogs.streaming import StreamingReply
+from bot.formatting import MESSAGE_LIMIT, split_message
+from tests.unit.deadline import within
 
 
 class FakeMessage:
@@ -83,3 +89,40 @@ async def test_an_empty_answer_still_shows_something(clock: Clock) -> None:
     await reply.finish()
 
     assert [m.content for m in sent] == ["…"]
+
+
+tokens = st.one_of(
+    st.sampled_from(["word ", "\n", "\n\n", "```", "```python\n", "`", "x" * 300, "\U0001f600"]),
+    st.text(max_size=8),
+    st.builds(lambda s, n: s * n, st.sampled_from(["y", " ", "\n", "`"]), st.integers(0, 900)),
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(steps=st.lists(st.tuples(tokens, st.floats(0.0, 1.5)), max_size=60))
+def test_streamed_messages_only_change_while_they_are_the_last(
+    steps: list[tuple[str, float]],
+) -> None:
+    async def stream() -> tuple[StreamingReply, list[tuple[str, str]], list[FakeMessage]]:
+        reply, log, sent = reply_and_log()
+        for token, pause in steps:
+            fake.now += pause
+            await reply.add(token)
+            shown.append([message.content for message in sent])
+        await reply.finish()
+        shown.append([message.content for message in sent])
+        return reply, log, sent
+
+    fake = Clock()
+    shown: list[list[str]] = [[]]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(streaming.time, "monotonic", fake)
+        reply, log, sent = within(30, lambda: asyncio.run(stream()))
+
+    assert all(0 < len(content) <= MESSAGE_LIMIT for _, content in log)
+    limit = MESSAGE_LIMIT - len(streaming._CURSOR)
+    final = split_message(reply.text, limit) if reply.text.strip() else ["…"]
+    assert [message.content for message in sent] == final
+    for before, after in pairwise(shown):
+        # Only the last message changes (it loses its cursor when the next one starts).
+        assert after[: max(0, len(before) - 1)] == before[:-1]
