@@ -53,13 +53,8 @@ def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> TinyModels:
     from tests import tiny_models as build
 
     hf_logging.disable_progress_bar()
-    root = tmp_path_factory.mktemp("models")
-    return TinyModels(
-        sentiment=str(build.build_sentiment_model(root / "sentiment")),
-        emotion=str(build.build_emotion_model(root / "emotion")),
-        summarization=str(build.build_bart_model(root / "bart")),
-        chat=str(build.build_llama_chat_model(root / "llama")),
-    )
+    built = build.build_all(tmp_path_factory.mktemp("models"))
+    return TinyModels(**{role: str(path) for role, path in built.items()})
 
 
 @pytest.fixture

@@ -131,8 +131,8 @@ async def test_summarize_since_reads_only_recent_messages(
     )
     [text] = await discord_server.answer(interaction, timeout=60)
 
-    count = int(text.split("last ")[1].split(" messages")[0])
-    assert 28 <= count <= 31
+    # Seeded one a minute, the newest a minute ago: 29 are newer than 30 minutes.
+    assert text.startswith("Summary of the last 29 messages")
 
 
 async def test_heavy_commands_have_a_per_member_cooldown(

@@ -15,7 +15,7 @@ from bot.services.moderation import (
 )
 from bot.storage.engine import SessionFactory
 from bot.storage.repositories import GuildSettingsStore, ModerationEventStore
-from tests.tiny_models import NEGATIVE, POSITIVE
+from tests.tiny_models import NEGATIVE, POSITIVE, SARCASTIC
 
 GUILD = 1
 
@@ -61,12 +61,16 @@ async def test_emotion_labels_count_on_their_own(
     engine: InferenceEngine, sessions: SessionFactory
 ) -> None:
     service = _service(engine, sessions)
-    await service.configure(GUILD, moderation_enabled=True, use_emotions=True, threshold=0.5)
+    sarcastic = _message(SARCASTIC[0])  # praise words, hostile meaning
+    await service.configure(GUILD, moderation_enabled=True, threshold=0.8)
+    _, sentiment_only = await service.check(sarcastic)
+    await service.configure(GUILD, use_emotions=True)
 
-    _, verdict = await service.check(_message(NEGATIVE[0]))
+    _, verdict = await service.check(sarcastic)
 
-    assert verdict is not None and verdict.label in ("negative", "anger")
+    assert sentiment_only is None  # the sentiment model alone lets it through
     assert engine.worker("emotion").batches_run == 1
+    assert verdict is not None and verdict.label == "anger" and verdict.score >= 0.8
 
 
 async def test_exempt_roles_and_channels_are_skipped(

@@ -205,14 +205,35 @@ async def test_the_question_is_stored_even_if_generation_fails(
     assert [t.content for t in await service.history(1, 10, 5)] == ["are you there?"]
 
 
-async def test_retention_prunes_old_turns(
+async def test_retention_prunes_turns_past_the_period_and_keeps_the_rest(
     engine: InferenceEngine, sessions: SessionFactory
 ) -> None:
     service = _conversations(engine, sessions)
-    await _say(service, Speaker(1, 10, 501, "Alice"), "hello")
-    assert await service.prune(0) == 0
-    assert await service.prune(30) == 0
-    assert len(await service.history(1, 10, 10)) == 2
+    alice = Speaker(1, 10, 501, "Alice")
+    await _say(service, alice, "an old question")
+    await _say(service, alice, "a new question")
+    await _age_turn(sessions, "an old question", timedelta(days=31))
+
+    assert await service.prune(0) == 0  # 0 keeps everything
+    assert await service.prune(60) == 0
+    assert len(await service.history(1, 10, 10)) == 4
+    assert await service.prune(30) == 1
+
+    turns = await service.history(1, 10, 10)
+    assert [t.role for t in turns] == [Role.ASSISTANT, Role.USER, Role.ASSISTANT]
+    assert "an old question" not in [t.content for t in turns]
+    assert turns[1].content == "a new question"
+
+
+async def _age_turn(sessions: SessionFactory, content: str, age: timedelta) -> None:
+    """Move one stored turn back in time, as if it had been written ``age`` ago."""
+    async with sessions() as session, session.begin():
+        result = await session.execute(
+            update(ConversationTurnRow)
+            .where(ConversationTurnRow.content == content)
+            .values(created_at=datetime.now(UTC) - age)
+        )
+    assert result.rowcount == 1  # type: ignore[attr-defined]
 
 
 async def test_deleting_a_message_deletes_its_turn_and_the_answers_message_too(

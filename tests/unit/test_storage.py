@@ -8,13 +8,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import text, update
 from sqlalchemy.engine import make_url
 
 from bot.errors import StorageError
 from bot.storage import migrate
 from bot.storage.cache import SettingsCache
 from bot.storage.engine import SessionFactory, create_engine, create_session_factory
+from bot.storage.models import ConversationTurnRow
 from bot.storage.records import ModerationAction, NewModerationEvent, NewTurn, Role
 from bot.storage.repositories import (
     ChannelSettingsStore,
@@ -99,10 +100,18 @@ async def test_forget_author_deletes_one_members_turns_in_one_guild(
 async def test_prune_removes_turns_older_than_the_cutoff(sessions: SessionFactory) -> None:
     store = ConversationStore(sessions)
     await store.add_turn(turn("old"))
-    cutoff = datetime.now(UTC) + timedelta(seconds=1)
+    await store.add_turn(turn("new"))
+    async with sessions() as session, session.begin():
+        await session.execute(
+            update(ConversationTurnRow)
+            .where(ConversationTurnRow.content == "old")
+            .values(created_at=datetime.now(UTC) - timedelta(days=2))
+        )
+    cutoff = datetime.now(UTC) - timedelta(days=1)
 
     assert await store.prune_older_than(cutoff) == 1
     assert await store.prune_older_than(cutoff) == 0
+    assert [t.content for t in await store.recent_turns(GUILD, CHANNEL, 10)] == ["new"]
 
 
 async def test_guild_settings_default_then_update(sessions: SessionFactory) -> None:

@@ -62,7 +62,8 @@ async def test_edits_at_most_once_per_interval(clock: Clock) -> None:
     await reply.finish()
 
     updates = [entry for entry in log if entry[0] in ("send", "edit")]
-    assert 5 <= len(updates) <= 7  # one per second, plus the final text
+    # The first piece at once, then one update per second, then the final text.
+    assert [content.count("word") for _, content in updates] == [1, 11, 21, 31, 41, 50]
     assert log[0][1].endswith("▌")  # still coming
     assert sent[0].content == " ".join(f"word{i}" for i in range(50))
 
