@@ -38,7 +38,11 @@ async def test_a_model_that_fails_to_load_is_named_without_host_paths(
     discord_server.errors.expect(1)  # the operator's log says which file is missing
 
     interaction = await discord_server.fake.slash("sentiment", {"text": "i love this"})
-    [text] = await discord_server.answer(interaction)
+    # The loading notice shows first, then goes; the error follows it.
+    await discord_server.wait_for(
+        lambda: any("isn't available" in text for text in interaction.texts()), 30, "the error"
+    )
+    [text] = [text for text in interaction.texts() if "isn't available" in text]
 
     assert "sentiment model isn't available" in text and "sentiment.gguf" in text
     assert str(tmp_path) not in text and "operator-home" not in text
