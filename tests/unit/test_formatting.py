@@ -94,6 +94,15 @@ def fences(text: str) -> list[int]:
     return found
 
 
+def in_code(text: str) -> list[bool]:
+    """For each character of ``text``, whether Discord shows it inside a code block."""
+    markers, inside, flags = set(fences(text)), False, []
+    for position in range(len(text)):
+        inside ^= position in markers
+        flags.append(inside)
+    return flags
+
+
 def split(text: str, limit: int) -> list[str]:
     """split_message, failing instead of hanging the test run."""
     return within(10, partial(split_message, text, limit))
@@ -110,6 +119,7 @@ def check_split(text: str, limit: int) -> list[str]:
     if len(text.strip()) <= limit:
         assert pieces == [text.strip()]  # what fits is never touched
     markers = fences(text)
+    text_in_code = in_code(text)
     position = 0
     for index, (piece, part) in enumerate(zip(pieces, plan, strict=True)):
         assert 0 < len(piece) <= limit
@@ -128,6 +138,11 @@ def check_split(text: str, limit: int) -> list[str]:
             assert part.reopen == ""
         if len(pieces) > 1:
             assert piece.count("```") % 2 == 0, piece
+            # Every character is shown as code exactly when it was code in the whole text.
+            shown_as_code = in_code(piece)[len(part.reopen) :]
+            for offset, was_code in enumerate(text_in_code[part.start : part.end]):
+                if text[part.start + offset] not in "` \n":
+                    assert shown_as_code[offset] == was_code, (piece, offset)
         position = part.end
     # What follows the last piece: whitespace, or its closing fence replaced by `close`.
     assert text[position:].strip() in ("", "```" if plan[-1].close else "")
