@@ -11,6 +11,9 @@ import pytest
 from bot.errors import BusyError
 from bot.inference.engine import InferenceEngine
 from bot.inference.worker import URGENT, ModelWorker, WorkerLimits
+from bot.services.moderation import CheckedMessage, ModerationService
+from bot.storage.engine import SessionFactory
+from bot.storage.repositories import GuildSettingsStore, ModerationEventStore
 from tests.tiny_models import NEGATIVE, POSITIVE
 
 
@@ -19,6 +22,28 @@ async def _until(condition: Callable[[], bool], timeout: float = 60.0) -> None:
     while not condition():
         assert asyncio.get_running_loop().time() < deadline, "timed out"
         await asyncio.sleep(0.005)
+
+
+async def test_a_moderation_check_finishes_before_a_big_mood_pass_in_flight(
+    engine: InferenceEngine, sessions: SessionFactory
+) -> None:
+    service = ModerationService(
+        engine, GuildSettingsStore(sessions), ModerationEventStore(sessions)
+    )
+    await service.configure(1, moderation_enabled=True)
+    worker = engine.worker("sentiment")
+    await worker.ensure_loaded()
+    texts = [POSITIVE[i % len(POSITIVE)] for i in range(2000)]  # /summarize's mood pass
+
+    mood = asyncio.ensure_future(engine.classify(texts, role="sentiment"))
+    await _until(lambda: worker.batches_run >= 1)  # the big pass is running
+    _, verdict = await service.check(CheckedMessage(1, 10, 100, 500, NEGATIVE[0]))
+
+    assert not mood.done()  # the check did not wait for the whole pass
+    assert verdict is not None and verdict.label == "negative"
+    results = await mood
+    assert len(results) == len(texts)
+    assert [r[0].label for r in results[:3]] == ["POSITIVE"] * 3
 
 
 async def test_big_requests_in_pieces_give_the_same_labels(engine: InferenceEngine) -> None:
