@@ -6,24 +6,29 @@ import asyncio
 import io
 import logging
 import re
-from collections import OrderedDict, defaultdict
 from datetime import timedelta
 from typing import Literal
 
 import discord
+from cachetools import TTLCache
 from discord import app_commands
 from discord.ext import commands
 
 from bot.client import Bot
-from bot.cogs.errors import describe, send_ephemeral
+from bot.cogs.errors import report
+from bot.cogs.moderation_access import CANNOT_QUOTE, readers_can_see, resolve_channel
+from bot.cogs.moderation_alerts import AlertBoard
+from bot.cogs.moderation_buttons import BUTTON_TIMEOUT_MINUTES, AlertDecisions
 from bot.errors import InvalidInputError
 from bot.formatting import MESSAGE_LIMIT, NO_MENTIONS, clip, fit_embed, join_within, truncate
+from bot.services.backlog import RetryBacklog
 from bot.services.moderation import (
     Alert,
     CheckedMessage,
     ModerationService,
     ModerationStats,
     Verdict,
+    is_retriable,
     render_chart,
 )
 from bot.storage.records import GuildSettings, ModerationAction, ModerationEvent
@@ -31,14 +36,9 @@ from bot.storage.records import GuildSettings, ModerationAction, ModerationEvent
 log = logging.getLogger(__name__)
 
 FLAG_EMOJI = "\N{WARNING SIGN}"
-BUTTON_TIMEOUT_MINUTES = 10
+# Texts already checked, remembered a while to skip the duplicate events of one edit.
 CHECKED_MEMORY = 10_000
-# What a moderator needs to press each alert button.
-BUTTON_PERMISSIONS = {
-    "dismiss": "manage_messages",
-    "delete": "manage_messages",
-    "timeout": "moderate_members",
-}
+CHECKED_MEMORY_S = 600.0
 _BUTTON_LABELS = {
     "dismiss": ("Dismiss (false positive)", discord.ButtonStyle.secondary),
     "delete": ("Delete message", discord.ButtonStyle.danger),
@@ -147,12 +147,15 @@ class ModerationCog(commands.Cog, name="Moderation"):
 
     def __init__(self, bot: Bot) -> None:
         self.bot = bot
-        # The latest alert per (guild, author) with its event and how many flags joined it.
-        self._alerts: dict[tuple[int, int], tuple[discord.Message, int, int]] = {}
-        # Texts already checked: a message edited at once is seen twice with the new text
-        # (discord.py updates the cached message before the first handler reads it).
-        self._checked: OrderedDict[tuple[int, str], None] = OrderedDict()
-        self._alert_locks: defaultdict[tuple[int, int], asyncio.Lock] = defaultdict(asyncio.Lock)
+        self.alerts = AlertBoard()
+        # Texts already checked (message id, hash of the text): a message edited at once is
+        # seen twice with the new text (discord.py updates the cached message first).
+        self._checked: TTLCache[tuple[int, int], None] = TTLCache(
+            CHECKED_MEMORY, ttl=CHECKED_MEMORY_S
+        )
+        # Checks that failed for a passing reason (model busy, slow or down), retried later.
+        self.backlog: RetryBacklog[discord.Message] = RetryBacklog()
+        self.decisions = AlertDecisions(bot, bot.services.moderation, self.alerts)
 
     @property
     def service(self) -> ModerationService:
@@ -160,14 +163,29 @@ class ModerationCog(commands.Cog, name="Moderation"):
 
     async def cog_load(self) -> None:
         self.bot.add_dynamic_items(AlertButton)
+        self.bot.run_in_background(
+            self.backlog.run(self._check_once, is_retriable, self.bot.stopping),
+            "moderation-retries",
+        )
 
     async def cog_unload(self) -> None:
         self.bot.remove_dynamic_items(AlertButton)
+        self.backlog.stop()
+
+    @commands.Cog.listener()
+    async def on_guild_remove(self, guild: discord.Guild) -> None:
+        """Forget what is kept in memory for a server the bot left."""
+        self.service.forget_guild(guild.id)
+        self.backlog.forget_guild(guild.id)
+        self.alerts.forget_guild(guild.id)
 
     async def interaction_check(self, interaction: discord.Interaction) -> bool:
         # Default permissions can be changed by server admins; this check cannot.
         if not interaction.permissions.manage_guild:
             raise app_commands.MissingPermissions(["manage_guild"])
+        # Every /moderation answer is private and may wait on the database: acknowledge
+        # within Discord's 3 s first, then answer by followup.
+        await interaction.response.defer(ephemeral=True, thinking=True)
         return True
 
     # --- commands ---------------------------------------------------------------------
@@ -184,7 +202,9 @@ class ModerationCog(commands.Cog, name="Moderation"):
 
     @moderation.command(name="status", description="Show the moderation settings")
     async def status(self, interaction: discord.Interaction) -> None:
-        await self._reply_settings(interaction, await self.service.settings(_guild(interaction)))
+        guild_id = _guild(interaction)
+        settings = await self.service.settings(guild_id)
+        await self._reply_settings(interaction, settings, self._backlog_text(guild_id))
 
     @moderation.command(name="configure", description="Change how messages are checked")
     @app_commands.describe(
@@ -242,7 +262,6 @@ class ModerationCog(commands.Cog, name="Moderation"):
     async def stats(
         self, interaction: discord.Interaction, days: app_commands.Range[int, 1, 365] = 7
     ) -> None:
-        await interaction.response.defer(ephemeral=True, thinking=True)
         stats = await self.service.stats(_guild(interaction), days)
         chart = await asyncio.to_thread(render_chart, stats)  # matplotlib is slow: off the loop
         guild_name = interaction.guild.name if interaction.guild else "this server"
@@ -254,10 +273,18 @@ class ModerationCog(commands.Cog, name="Moderation"):
         )
 
     async def _reply_settings(
-        self, interaction: discord.Interaction, settings: GuildSettings
+        self, interaction: discord.Interaction, settings: GuildSettings, extra: str = ""
     ) -> None:
-        await interaction.response.send_message(
-            settings_text(settings), ephemeral=True, allowed_mentions=NO_MENTIONS
+        await interaction.followup.send(
+            settings_text(settings) + extra, ephemeral=True, allowed_mentions=NO_MENTIONS
+        )
+
+    def _backlog_text(self, guild_id: int) -> str:
+        waiting = self.backlog.waiting(guild_id)
+        retrying = f" - waiting for a retry: {waiting}" if waiting else ""
+        return (
+            "\nCould not be checked (model busy or down, counted since the bot started): "
+            f"{self.backlog.lost(guild_id)}{retrying}"
         )
 
     # --- checks -----------------------------------------------------------------------
@@ -276,12 +303,24 @@ class ModerationCog(commands.Cog, name="Moderation"):
     async def _check(self, message: discord.Message) -> None:
         if message.guild is None or message.author.bot or not message.content.strip():
             return
-        key = (message.id, message.content)
+        key = (message.id, hash(message.content))
         if key in self._checked:
             return
         self._checked[key] = None
-        if len(self._checked) > CHECKED_MEMORY:
-            self._checked.popitem(last=False)
+        try:
+            await self._check_once(message)
+        except Exception as error:  # only passing failures get here: try again later
+            kept = self.backlog.add(message.guild.id, message)
+            log.warning(
+                "moderation check of message %s failed (%s); %s",
+                message.id,
+                error,
+                "will retry" if kept else "the retry backlog is full, not checked",
+            )
+
+    async def _check_once(self, message: discord.Message) -> None:
+        """Check a message and act on it; raises only errors worth a retry (see is_retriable)."""
+        assert message.guild is not None
         roles = getattr(message.author, "roles", [])
         checked = CheckedMessage(
             message.guild.id,
@@ -293,17 +332,17 @@ class ModerationCog(commands.Cog, name="Moderation"):
         )
         try:
             settings, verdict = await self.service.check(checked)
-            if verdict is not None:
-                await self._act(message, settings, verdict)
+        except Exception as error:
+            if is_retriable(error):
+                raise
+            _log_failure(message, error)
+            return
+        if verdict is None:
+            return
+        try:  # from here on, never again: the event may be stored and acted on
+            await self._act(message, settings, verdict)
         except Exception as error:  # one message must never take the checks down
-            text, expected = describe(error)
-            log.log(
-                logging.WARNING if expected else logging.ERROR,
-                "moderation check of message %s failed: %s",
-                message.id,
-                text or error,
-                exc_info=not expected,
-            )
+            _log_failure(message, error)
 
     async def _act(
         self, message: discord.Message, settings: GuildSettings, verdict: Verdict
@@ -333,6 +372,8 @@ class ModerationCog(commands.Cog, name="Moderation"):
             return f"could not {_verb(settings)}: Discord said {error.status}", False
         return "logged", True
 
+    # --- alerts -----------------------------------------------------------------------
+
     async def _alert(
         self,
         message: discord.Message,
@@ -344,8 +385,11 @@ class ModerationCog(commands.Cog, name="Moderation"):
         if channel is None:
             return
         key = (event.guild_id, event.author_id)
-        async with self._alert_locks[key]:  # an author's flags join their alert one by one
-            await self._post_alert(channel, key, message, event, outcome)
+        async with self.alerts.lock(key):  # an author's flags join their alert one by one
+            try:
+                await self._post_alert(channel, key, message, event, outcome)
+            except discord.HTTPException:
+                log.warning("could not post a moderation alert for event %s", event.id)
 
     async def _post_alert(
         self,
@@ -356,31 +400,30 @@ class ModerationCog(commands.Cog, name="Moderation"):
         outcome: str,
     ) -> None:
         decision = self.service.gate.admit(*key)
+        if decision is Alert.POST:
+            excerpt = message.content if await self._may_quote(message, channel) else CANNOT_QUOTE
+            embed = alert_embed(event, excerpt, outcome)
+            await self.alerts.post(channel, key, event.id, embed, alert_view(event.id))
+        elif decision is Alert.GROUP:
+            await self.alerts.join(key, event.id, outcome)
+        elif decision is Alert.CAP_NOTICE:
+            await channel.send(
+                "Many messages are being flagged: further alerts this minute are recorded "
+                "(and acted on) without being posted. See `/moderation stats`.",
+                allowed_mentions=NO_MENTIONS,
+            )
+
+    async def _may_quote(self, message: discord.Message, log_channel: object) -> bool:
+        """Whether the log channel's readers could read the flagged message where it is."""
+        if message.guild is None or not isinstance(
+            log_channel, discord.abc.GuildChannel | discord.Thread
+        ):
+            return False
         try:
-            if decision is Alert.POST:
-                sent = await channel.send(
-                    embed=alert_embed(event, message.content, outcome),
-                    view=alert_view(event.id),
-                    allowed_mentions=NO_MENTIONS,
-                )
-                self._alerts[key] = (sent, event.id, 0)
-            elif decision is Alert.GROUP and key in self._alerts:
-                sent, first_event_id, more = self._alerts[key]
-                more += 1
-                embed = sent.embeds[0]
-                embed.set_footer(
-                    text=f"event #{first_event_id} · "
-                    f"+{more} more flagged from this author (event #{event.id}, {outcome})"
-                )
-                self._alerts[key] = (await sent.edit(embed=embed), first_event_id, more)
-            elif decision is Alert.CAP_NOTICE:
-                await channel.send(
-                    "Many messages are being flagged: further alerts this minute are recorded "
-                    "(and acted on) without being posted. See `/moderation stats`.",
-                    allowed_mentions=NO_MENTIONS,
-                )
+            source = await resolve_channel(message.guild, message.channel.id)
         except discord.HTTPException:
-            log.warning("could not post a moderation alert for event %s", event.id)
+            return False
+        return source is not None and readers_can_see(source, log_channel)
 
     def _log_channel(self, settings: GuildSettings) -> discord.abc.Messageable | None:
         if settings.log_channel_id is None:
@@ -393,49 +436,11 @@ class ModerationCog(commands.Cog, name="Moderation"):
     async def on_alert_button(
         self, interaction: discord.Interaction, decision: str, event_id: int
     ) -> None:
-        try:
-            needed = BUTTON_PERMISSIONS[decision]
-            if not getattr(interaction.permissions, needed):
-                raise app_commands.MissingPermissions([needed])
-            event = await self.service.event(event_id)
-            if event is None or event.guild_id != interaction.guild_id:
-                raise InvalidInputError("That alert is no longer in the records.")
-            result = await self._carry_out(interaction, decision, event)
-            event = await self.service.decide(event_id, decision, interaction.user.id)
-            message = interaction.message
-            embed = message.embeds[0] if message and message.embeds else discord.Embed()
-            embed.add_field(
-                name="Decision",
-                value=f"{event.decision} by <@{interaction.user.id}>{result}",
-                inline=False,
-            )
-            await interaction.response.edit_message(embed=embed, view=None)
-        except Exception as error:
-            text, expected = describe(error)
-            if not expected:
-                log.exception("alert button %s on event %s failed", decision, event_id)
-                text = "Something went wrong on my side; the alert is unchanged."
-            await send_ephemeral(interaction, text)
+        await self.decisions.handle(interaction, decision, event_id)
 
-    async def _carry_out(
-        self, interaction: discord.Interaction, decision: str, event: ModerationEvent
-    ) -> str:
-        guild = interaction.guild
-        assert guild is not None
-        try:
-            if decision == "delete":
-                channel = guild.get_channel(event.channel_id)
-                if isinstance(channel, discord.abc.Messageable):
-                    await channel.get_partial_message(event.message_id).delete()
-            elif decision == "timeout":
-                member = await guild.fetch_member(event.author_id)
-                outcome, succeeded = await _timeout(guild, member, BUTTON_TIMEOUT_MINUTES)
-                return "" if succeeded else f" ({outcome})"
-        except discord.NotFound:
-            return " (the message or member is already gone)"
-        except discord.Forbidden:
-            return " (I am missing a permission)"
-        return ""
+
+def _log_failure(message: discord.Message, error: BaseException) -> None:
+    report(error, f"moderation check of message {message.id}")
 
 
 async def _timeout(

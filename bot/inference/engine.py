@@ -22,7 +22,7 @@ from bot.inference.footprint import (
 )
 from bot.inference.loading import ModelSource
 from bot.inference.summarize import SummarizationTask, SummarizeRequest, Summary
-from bot.inference.worker import ModelTask, ModelWorker, WorkerLimits
+from bot.inference.worker import NORMAL, ModelTask, ModelWorker, WorkerLimits
 from bot.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -163,14 +163,35 @@ class InferenceEngine:
             log.info("warm-up: the %s model is ready (%.1f s)", role, time.perf_counter() - started)
 
     async def classify(
-        self, texts: Sequence[str], *, role: ClassifierRole = "sentiment", top_k: int | None = 1
+        self,
+        texts: Sequence[str],
+        *,
+        role: ClassifierRole = "sentiment",
+        top_k: int | None = 1,
+        priority: int = NORMAL,
     ) -> list[list[LabelScore]]:
-        """Labels with scores, best first, for each text (``top_k=None``: every label)."""
+        """Labels with scores, best first, for each text (``top_k=None``: every label).
+
+        A lower ``priority`` number is served first (see ``bot.inference.worker.URGENT``).
+        """
         _require_text(texts)
-        result: list[list[LabelScore]] = await self.worker(role).submit(
-            ClassifyRequest(tuple(texts), top_k)
-        )
-        return result
+        worker = self.worker(role)
+        # Many texts go in pieces of one worker round each, so that urgent requests
+        # arriving meanwhile are served between two pieces instead of after all of them.
+        step = worker.limits.max_batch_size
+        pieces = [
+            asyncio.ensure_future(
+                worker.submit(ClassifyRequest(tuple(texts[start : start + step]), top_k), priority)
+            )
+            for start in range(0, len(texts), step)
+        ]
+        try:
+            results: list[list[list[LabelScore]]] = await asyncio.gather(*pieces)
+        except BaseException:
+            for piece in pieces:  # the other pieces are not needed any more
+                piece.cancel()
+            raise
+        return [labels for result in results for labels in result]
 
     async def summarize(self, text: str, *, min_length: int = 30, max_length: int = 130) -> Summary:
         """A summary of ``text``; long texts are summarised in parts and then as a whole."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import time
 from collections.abc import Callable, Hashable, Sequence
@@ -28,6 +29,10 @@ R_co = TypeVar("R_co", covariant=True)
 LOAD_RETRY_AFTER_S = 60.0
 # At shutdown, how long the batch being run may take to finish.
 SHUTDOWN_WAIT_S = 10.0
+
+# Request priorities: a lower number runs first; equal ones keep their arrival order.
+URGENT = -1  # e.g. moderation checks, which must never wait behind bulk work
+NORMAL = 0
 
 
 class ModelTask(Protocol[P_contra, R_co]):
@@ -64,6 +69,7 @@ class _Request(Generic[P, R]):
     key: Hashable
     size: int
     future: asyncio.Future[R]
+    priority: int = NORMAL
     enqueued_at: float = field(default_factory=time.perf_counter)
 
 
@@ -74,7 +80,11 @@ class ModelWorker(Generic[P, R]):
         self.role = role
         self.task = task
         self.limits = limits
-        self._queue: asyncio.Queue[_Request[P, R]] = asyncio.Queue(limits.queue_limit)
+        # (priority, arrival number, request); the limit is enforced in submit().
+        self._queue: asyncio.PriorityQueue[tuple[int, int, _Request[P, R]]] = (
+            asyncio.PriorityQueue()
+        )
+        self._arrivals = itertools.count()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"model-{role}")
         self._loaded = False
         self._load_error: ModelLoadError | None = None
@@ -89,18 +99,24 @@ class ModelWorker(Generic[P, R]):
     def is_loaded(self) -> bool:
         return self._loaded
 
-    async def submit(self, payload: P) -> R:
-        """Queue one payload and wait for its result (raises a UserFacingError on failure)."""
+    async def submit(self, payload: P, priority: int = NORMAL) -> R:
+        """Queue one payload and wait for its result (raises a UserFacingError on failure).
+
+        Requests of a lower ``priority`` number are batched first.
+        """
         self._raise_if_recently_failed()
         self._ensure_running()
+        if not self._has_room(priority):
+            raise BusyError(self.role, self._estimated_wait_s())
         loop = asyncio.get_running_loop()
         request: _Request[P, R] = _Request(
-            payload, self.task.batch_key(payload), self.task.size(payload), loop.create_future()
+            payload,
+            self.task.batch_key(payload),
+            self.task.size(payload),
+            loop.create_future(),
+            priority,
         )
-        try:
-            self._queue.put_nowait(request)
-        except asyncio.QueueFull:
-            raise BusyError(self.role, self._estimated_wait_s()) from None
+        self._queue.put_nowait((priority, next(self._arrivals), request))
         try:
             return await asyncio.wait_for(request.future, self.limits.timeout_s)
         except TimeoutError:
@@ -127,7 +143,7 @@ class ModelWorker(Generic[P, R]):
             self._runner.cancel()
             await asyncio.gather(self._runner, return_exceptions=True)
         while not self._queue.empty():
-            request = self._queue.get_nowait()
+            _, _, request = self._queue.get_nowait()
             if not request.future.done():
                 request.future.set_exception(InferenceError("The bot is shutting down."))
         # Let the batch on the thread finish (briefly), so no model work outlives the loop.
@@ -149,6 +165,12 @@ class ModelWorker(Generic[P, R]):
     def _unavailable(self, error: ModelLoadError) -> ModelUnavailableError:
         return ModelUnavailableError(self.role, error.model_id, error.reason)
 
+    def _has_room(self, priority: int) -> bool:
+        limit = self.limits.queue_limit
+        if priority < NORMAL:  # urgent work has room of its own: a full queue still takes it
+            limit += max(1, limit // 4)
+        return self._queue.qsize() < limit
+
     def _estimated_wait_s(self) -> float:
         batches_ahead = self._queue.qsize() / self.limits.max_batch_size + 1
         return batches_ahead * self._seconds_per_batch
@@ -163,7 +185,7 @@ class ModelWorker(Generic[P, R]):
                 self._fail(batch, InferenceError("The model failed on this request."))
 
     async def _collect_batch(self) -> list[_Request[P, R]]:
-        first = await self._queue.get()
+        _, _, first = await self._queue.get()
         batch, slots = [first], first.size
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.limits.max_wait_s
@@ -173,11 +195,11 @@ class ModelWorker(Generic[P, R]):
                 if remaining <= 0:
                     break
                 try:
-                    request = await asyncio.wait_for(self._queue.get(), remaining)
+                    _, _, request = await asyncio.wait_for(self._queue.get(), remaining)
                 except TimeoutError:
                     break
             else:
-                request = self._queue.get_nowait()
+                _, _, request = self._queue.get_nowait()
             batch.append(request)
             slots += request.size
         return batch

@@ -5,15 +5,20 @@ from __future__ import annotations
 import asyncio
 import io
 import time
-from collections import Counter, defaultdict, deque
+import weakref
+from collections import Counter, deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from enum import Enum
 from typing import Any
 
-from bot.errors import InvalidInputError
+from cachetools import TTLCache
+from sqlalchemy.exc import SQLAlchemyError
+
+from bot.errors import BusyError, InferenceError, InvalidInputError, ModelUnavailableError
 from bot.inference.engine import InferenceEngine
+from bot.inference.worker import URGENT
 from bot.services.sentiment import is_negative
 from bot.storage.records import GuildSettings, ModerationEvent, NewModerationEvent
 from bot.storage.repositories import GuildSettingsStore, ModerationEventStore
@@ -24,6 +29,21 @@ MAX_CHECKED_CHARS = 2000
 ALERT_GROUP_WINDOW_S = 60.0
 ALERTS_PER_MINUTE = 10
 DECISIONS = {"dismiss": "dismissed", "delete": "deleted", "timeout": "timed out"}
+# How many (guild, author) pairs and guilds the alert gate remembers at most.
+GATE_MEMORY = 100_000
+
+
+def is_retriable(error: BaseException) -> bool:
+    """Whether a failed check may work later (busy, slow or unloaded model, database hiccup)."""
+    return isinstance(error, BusyError | InferenceError | ModelUnavailableError | SQLAlchemyError)
+
+
+class AlreadyDecidedError(InvalidInputError):
+    """Someone else decided on this alert first."""
+
+    def __init__(self, event: ModerationEvent) -> None:
+        super().__init__(f"That alert was already handled ({event.decision}).")
+        self.event = event
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,39 +72,64 @@ class Alert(Enum):
     SUPPRESS = "suppress"  # over the cap: recorded, not posted
 
 
+@dataclass(slots=True)
+class _GuildAlerts:
+    posted: deque[float] = field(default_factory=deque)  # when alerts went out, last minute
+    capped: bool = False  # the cap notice was posted
+
+
 class AlertGate:
-    """Groups alerts per author and caps them per guild, so raids do not flood moderators."""
+    """Groups alerts per author and caps them per guild, so raids do not flood moderators.
+
+    It only remembers the last minute (and at most ``memory`` authors and guilds).
+    """
 
     def __init__(
         self,
         group_window_s: float = ALERT_GROUP_WINDOW_S,
         per_minute: int = ALERTS_PER_MINUTE,
         clock: Callable[[], float] = time.monotonic,
+        memory: int = GATE_MEMORY,
     ) -> None:
         self._window = group_window_s
         self._per_minute = per_minute
         self._clock = clock
-        self._last_alert: dict[tuple[int, int], float] = {}
-        self._posted: defaultdict[int, deque[float]] = defaultdict(deque)
-        self._capped: set[int] = set()
+        self._last_alert: TTLCache[tuple[int, int], float] = TTLCache(
+            memory, ttl=group_window_s, timer=clock
+        )
+        # A guild's state expires a minute after its last alert, when nothing in it counts.
+        self._guilds: TTLCache[int, _GuildAlerts] = TTLCache(memory, ttl=60, timer=clock)
 
     def admit(self, guild_id: int, author_id: int) -> Alert:
         now = self._clock()
         last = self._last_alert.get((guild_id, author_id))
         if last is not None and now - last < self._window:
             return Alert.GROUP
-        posted = self._posted[guild_id]
+        state = self._guilds.get(guild_id) or _GuildAlerts()
+        self._guilds[guild_id] = state  # (re)starts its minute
+        posted = state.posted
         while posted and now - posted[0] >= 60:
             posted.popleft()
         if len(posted) >= self._per_minute:
-            if guild_id in self._capped:
+            if state.capped:
                 return Alert.SUPPRESS
-            self._capped.add(guild_id)
+            state.capped = True
             return Alert.CAP_NOTICE
-        self._capped.discard(guild_id)
+        state.capped = False
         posted.append(now)
         self._last_alert[(guild_id, author_id)] = now
         return Alert.POST
+
+    def tracked(self) -> int:
+        """How many authors and guilds it remembers now."""
+        self._last_alert.expire()
+        self._guilds.expire()
+        return len(self._last_alert) + len(self._guilds)
+
+    def forget_guild(self, guild_id: int) -> None:
+        self._guilds.pop(guild_id, None)
+        for key in [key for key in self._last_alert if key[0] == guild_id]:
+            self._last_alert.pop(key, None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,7 +157,14 @@ class ModerationService:
         self._guilds = guilds
         self._events = events
         self.gate = gate or AlertGate()
-        self._exempt_locks: defaultdict[int, asyncio.Lock] = defaultdict(asyncio.Lock)
+        # Held only while someone changes a guild's exemptions; unused ones go by themselves.
+        self._exempt_locks: weakref.WeakValueDictionary[int, asyncio.Lock] = (
+            weakref.WeakValueDictionary()
+        )
+
+    def forget_guild(self, guild_id: int) -> None:
+        """Drop what is kept in memory for a guild the bot left."""
+        self.gate.forget_guild(guild_id)
 
     async def settings(self, guild_id: int) -> GuildSettings:
         return await self._guilds.get(guild_id)
@@ -138,7 +190,10 @@ class ModerationService:
         remove: bool = False,
     ) -> GuildSettings:
         """Add (or remove) an exempt role or channel."""
-        async with self._exempt_locks[guild_id]:  # read-modify-write: one change at a time
+        lock = self._exempt_locks.get(guild_id)
+        if lock is None:
+            lock = self._exempt_locks[guild_id] = asyncio.Lock()
+        async with lock:  # read-modify-write: one change at a time
             settings = await self._guilds.get(guild_id)
             roles, channels = set(settings.exempt_role_ids), set(settings.exempt_channel_ids)
             for target, value in ((roles, role_id), (channels, channel_id)):
@@ -159,12 +214,16 @@ class ModerationService:
             or message.author_role_ids & settings.exempt_role_ids
         ):
             return settings, None
-        # Concurrent checks share model batches in the engine's worker.
-        [scores] = await self._engine.classify([text], role="sentiment", top_k=None)
+        # Concurrent checks share model batches in the engine's worker, ahead of bulk work.
+        [scores] = await self._engine.classify(
+            [text], role="sentiment", top_k=None, priority=URGENT
+        )
         negative = max((s.score for s in scores if is_negative(s.label)), default=0.0)
         candidates = [("negative", negative)]
         if settings.use_emotions:
-            [emotions] = await self._engine.classify([text], role="emotion", top_k=None)
+            [emotions] = await self._engine.classify(
+                [text], role="emotion", top_k=None, priority=URGENT
+            )
             candidates += [(e.label, e.score) for e in emotions if e.label in HOSTILE_EMOTIONS]
         label, score = max(candidates, key=lambda candidate: candidate[1])
         if score < settings.threshold:
@@ -195,12 +254,15 @@ class ModerationService:
         return await self._events.get(event_id)
 
     async def decide(self, event_id: int, decision: str, moderator_id: int) -> ModerationEvent:
-        """Store a moderator's decision (dismiss, delete, timeout) on an alert."""
+        """Store a moderator's decision (dismiss, delete, timeout) on an undecided alert."""
         if decision not in DECISIONS:
             raise InvalidInputError(f"Unknown decision {decision!r}.")
-        event = await self._events.decide(event_id, DECISIONS[decision], moderator_id)
+        stored = await self._events.decide_once(event_id, DECISIONS[decision], moderator_id)
+        event = await self._events.get(event_id)
         if event is None:
             raise InvalidInputError("That alert is no longer in the records.")
+        if not stored:
+            raise AlreadyDecidedError(event)
         return event
 
     async def stats(self, guild_id: int, days: int) -> ModerationStats:

@@ -6,7 +6,7 @@ from collections.abc import Collection
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 
 from bot.storage.cache import SettingsCache
 from bot.storage.engine import SessionFactory
@@ -336,14 +336,23 @@ class ModerationEventStore:
     async def decide(
         self, event_id: int, decision: str, moderator_id: int
     ) -> ModerationEvent | None:
-        """Store a moderator's decision on an event."""
+        """Store a moderator's decision unless the event has one; the event as it is now."""
+        await self.decide_once(event_id, decision, moderator_id)
+        return await self.get(event_id)
+
+    async def decide_once(self, event_id: int, decision: str, moderator_id: int) -> bool:
+        """Store a moderator's decision unless the event has one; False if it had (or is gone).
+
+        One conditional UPDATE, so of two moderators deciding at once exactly one wins.
+        """
+        query = (
+            update(ModerationEventRow)
+            .where(ModerationEventRow.id == event_id, ModerationEventRow.decision.is_(None))
+            .values(decision=decision, decided_by=moderator_id)
+        )
         async with self._sessions() as session, session.begin():
-            row = await session.get(ModerationEventRow, event_id)
-            if row is None:
-                return None
-            row.decision = decision
-            row.decided_by = moderator_id
-        return _moderation_event(row)
+            result = await session.execute(query)
+        return bool(result.rowcount)  # type: ignore[attr-defined]
 
     @storage_call
     async def since(self, guild_id: int, cutoff: datetime) -> list[ModerationEvent]:

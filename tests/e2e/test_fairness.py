@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sqlite3
 from collections.abc import AsyncGenerator, Sequence
 from typing import Any
 
@@ -183,3 +184,34 @@ async def test_listener_errors_are_reported_with_an_id(
     [record] = [r for r in caplog.records if r.levelno == logging.ERROR]
     assert record.getMessage().startswith("error ") and "in event on_message" in record.getMessage()
     assert record.exc_info is not None and str(record.exc_info[1]) == "boom"
+
+
+async def test_commands_are_acknowledged_while_the_database_is_stuck(
+    bot: Bot, discord_server: LoopbackDiscord, database_url: str
+) -> None:
+    fake = discord_server.fake
+    path = database_url.removeprefix("sqlite+aiosqlite:///")
+    holder = sqlite3.connect(path, timeout=10)
+    holder.execute("BEGIN EXCLUSIVE")  # every write of the bot now waits
+    try:
+        sent = [
+            await fake.slash(name, options)
+            for name, options in (
+                ("conversation", {"enable": {}}),
+                ("forget", {}),
+                ("history", {}),
+                ("reset", {}),
+                ("moderation", {"status": {}}),
+                ("moderation", {"exempt": {"channel": {"channel": str(fake.general)}}}),
+            )
+        ]
+        await discord_server.wait_for(
+            lambda: all(i.callback_type is not None for i in sent), 5, "every acknowledgement"
+        )
+        assert all(acknowledged_in_time(i) for i in sent)
+    finally:
+        await asyncio.sleep(1.0)
+        holder.rollback()
+        holder.close()
+    for interaction in sent:
+        await discord_server.answer(interaction, timeout=30)

@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import replace
+from typing import Any, cast
 
 from bot.client import Bot
+from bot.cogs.moderation import ModerationCog
+from bot.cogs.moderation_access import CANNOT_QUOTE
 from bot.storage.records import ModerationEvent
 from tests.e2e.conftest import BotRunner
-from tests.loopback.discord_server import MANAGE_GUILD, MANAGE_MESSAGES, FakeDiscord
+from tests.loopback.discord_server import (
+    MANAGE_GUILD,
+    MANAGE_MESSAGES,
+    MODERATE_MEMBERS,
+    VIEW_CHANNEL,
+    FakeDiscord,
+    Interaction,
+    RecordedRequest,
+)
 from tests.loopback.harness import LoopbackDiscord
 from tests.tiny_models import NEGATIVE, POSITIVE
 
@@ -279,3 +290,351 @@ async def test_stats_counts_and_charts(bots: BotRunner, discord_server: Loopback
     assert "By action: log 3" in text and f"<#{fake.general}> 3" in text
     [attachment] = stats.original["attachments"]  # type: ignore[index]
     assert attachment["filename"] == "moderation.png"
+
+
+# --- the alert buttons, as Discord would check the clicking member --------------------
+
+
+class Ranks(World):
+    """World plus moderators below and above a member, and the bot's role (5) between."""
+
+    def __init__(self, fake: FakeDiscord) -> None:
+        super().__init__(fake)
+        junior = fake.add_role("junior-mods", MODERATE_MEMBERS | MANAGE_MESSAGES, position=3)
+        veteran = fake.add_role("veteran", 0, position=4)
+        lead = fake.add_role("lead-mods", MODERATE_MEMBERS | MANAGE_MESSAGES, position=7)
+        self.junior_mod, self.veteran, self.lead_mod = (
+            fake.user("junior"),
+            fake.user("veteran"),
+            fake.user("lead"),
+        )
+        fake.add_member(self.junior_mod, [junior])
+        fake.add_member(self.veteran, [veteran])
+        fake.add_member(self.lead_mod, [lead])
+
+
+def buttons(message: dict[str, Any]) -> list[str]:
+    return [c["custom_id"] for row in message.get("components") or [] for c in row["components"]]
+
+
+def decision_of(alert: dict[str, Any]) -> str | None:
+    fields = {f["name"]: f["value"] for f in alert["embeds"][0].get("fields") or []}
+    return fields.get("Decision")
+
+
+def member_patches(fake: FakeDiscord) -> list[RecordedRequest]:
+    return [r for r in fake.requests if r.method == "PATCH" and "/members/" in r.path]
+
+
+def requests_after(fake: FakeDiscord, interaction: Interaction) -> list[RecordedRequest]:
+    return [r for r in fake.requests if r.at >= interaction.created_at]
+
+
+def moderation_cog(bot: Bot) -> ModerationCog:
+    # load_extension imports the module afresh, so isinstance against ours would fail.
+    cog = bot.get_cog("Moderation")
+    assert type(cog).__name__ == ModerationCog.__name__
+    return cast(ModerationCog, cog)
+
+
+async def test_timeout_button_follows_the_clicking_members_rank(
+    bots: BotRunner, discord_server: LoopbackDiscord
+) -> None:
+    world = Ranks(discord_server.fake)
+    bot = await bots.start()
+    fake = discord_server.fake
+    await world.enable(discord_server)
+    await fake.post_message(fake.general, world.veteran, NEGATIVE[0])  # ranked 4
+    [alert] = await discord_server.wait_for(world.alerts, what="an alert")
+
+    refused = await fake.click(alert, "mod:timeout:1", user=world.junior_mod)  # ranked 3
+    [text] = await discord_server.answer(refused)
+    assert refused.ephemeral and "below yours" in text
+    assert not member_patches(fake)
+    assert len(buttons(alert)) == 3 and decision_of(alert) is None
+    assert (await bot.services.moderation.event(1)).decision is None  # type: ignore[union-attr]
+
+    done = await fake.click(alert, "mod:timeout:1", user=world.lead_mod)  # ranked 7
+    await discord_server.answer(done)
+    assert fake.members[int(world.veteran["id"])]["communication_disabled_until"]
+    assert decision_of(alert) == f"timed out by <@{world.lead_mod['id']}>"
+    assert buttons(alert) == []
+    # The click was acknowledged (deferred) before the bot looked anything up.
+    first = requests_after(fake, done)[0]
+    assert first.path.endswith(f"/interactions/{done.id}/{done.token}/callback")
+    assert first.body["type"] == 6
+
+    # Nobody, the owner included, times out a member ranked at or above the bot.
+    await fake.post_message(fake.general, world.vip, NEGATIVE[1])  # ranked 9
+    await discord_server.wait_for(lambda: len(world.alerts()) == 2)
+    above = await fake.click(world.alerts()[1], "mod:timeout:2", user=fake.owner)
+    [text] = await discord_server.answer(above)
+    assert "at or above mine" in text and len(member_patches(fake)) == 1
+
+
+async def test_delete_button_needs_manage_messages_in_the_flagged_channel(
+    bots: BotRunner, discord_server: LoopbackDiscord
+) -> None:
+    fake = discord_server.fake
+    world = World(fake)
+    log_mods = fake.add_role("log-mods", 0, position=3)
+    helper = fake.user("helper")
+    fake.add_member(helper, [log_mods])
+    # Manage Messages only in the log channel; the mods lose it in #off-topic.
+    fake.set_overwrite(world.log_channel, log_mods["id"], allow=MANAGE_MESSAGES)
+    fake.set_overwrite(world.quiet, world.mods["id"], deny=MANAGE_MESSAGES)
+    bot = await bots.start()
+    await world.enable(discord_server)
+    in_general = await fake.post_message(fake.general, world.member, NEGATIVE[2])
+    await discord_server.wait_for(lambda: len(world.alerts()) == 1)
+    in_quiet = await fake.post_message(world.quiet, world.regular, NEGATIVE[3])
+    await discord_server.wait_for(lambda: len(world.alerts()) == 2)
+    general_alert, quiet_alert = world.alerts()
+
+    refused = await fake.click(general_alert, "mod:delete:1", user=helper)
+    [text] = await discord_server.answer(refused)
+    assert f"Manage Messages permission in <#{fake.general}>" in text
+    refused = await fake.click(quiet_alert, "mod:delete:2", user=world.moderator)
+    [text] = await discord_server.answer(refused)
+    assert f"Manage Messages permission in <#{world.quiet}>" in text
+    assert in_general in fake.messages[fake.general] and in_quiet in fake.messages[world.quiet]
+    assert len(buttons(general_alert)) == len(buttons(quiet_alert)) == 3
+
+    fake.set_overwrite(fake.general, log_mods["id"], allow=MANAGE_MESSAGES)
+    await fake.update_channel(fake.general)
+    await discord_server.wait_for(
+        lambda: bot.get_channel(fake.general).overwrites  # type: ignore[union-attr]
+    )
+    allowed = await fake.click(general_alert, "mod:delete:1", user=helper)
+    await discord_server.answer(allowed)
+    assert in_general not in fake.messages[fake.general]
+    assert decision_of(general_alert) == f"deleted by <@{helper['id']}>"
+
+
+async def test_delete_button_works_in_threads_and_channels_the_bot_has_not_cached(
+    bots: BotRunner, discord_server: LoopbackDiscord
+) -> None:
+    fake = discord_server.fake
+    world = World(fake)
+    thread = fake.thread(fake.general, "help")
+    uncached = fake.channel("archive", cached=False)
+    bot = await bots.start()
+    await world.enable(discord_server)
+    late_thread = await fake.open_thread(fake.general, "later")
+    await discord_server.wait_for(lambda: bot.get_channel(late_thread) is not None)
+    assert bot.get_channel(uncached) is None
+
+    flagged = []
+    for index, (channel, author) in enumerate(
+        [(thread, world.member), (uncached, world.regular), (late_thread, world.vip)], start=1
+    ):
+        flagged.append(await fake.post_message(channel, author, NEGATIVE[index]))
+        await discord_server.wait_for(lambda index=index: len(world.alerts()) == index)
+
+    for index, (alert, message) in enumerate(zip(world.alerts(), flagged, strict=True), start=1):
+        clicked = await fake.click(alert, f"mod:delete:{index}", user=world.moderator)
+        await discord_server.answer(clicked)
+        assert message not in fake.messages[int(message["channel_id"])]
+        assert decision_of(alert) == f"deleted by <@{world.moderator['id']}>"
+    # The uncached channel is public: the bot fetched it to know, and quoted the message.
+    assert world.alerts()[1]["embeds"][0]["description"] == NEGATIVE[2]
+
+
+async def test_a_failed_button_action_is_not_recorded_and_the_buttons_stay(
+    bots: BotRunner, discord_server: LoopbackDiscord
+) -> None:
+    fake = discord_server.fake
+    world = World(fake)
+    fake.set_overwrite(fake.general, fake.bot_role["id"], deny=MANAGE_MESSAGES)
+    bot = await bots.start()
+    await world.enable(discord_server)
+    hostile = await fake.post_message(fake.general, world.member, NEGATIVE[7])
+    [alert] = await discord_server.wait_for(world.alerts, what="an alert")
+
+    failed = await fake.click(alert, "mod:delete:1", user=world.moderator)
+    [text] = await discord_server.answer(failed)
+
+    assert failed.ephemeral and "I am missing the Manage Messages permission" in text
+    assert hostile in fake.messages[fake.general]
+    assert len(buttons(alert)) == 3 and decision_of(alert) is None
+    assert (await bot.services.moderation.event(1)).decision is None  # type: ignore[union-attr]
+    fake.set_overwrite(fake.general, fake.bot_role["id"])  # the permission is back
+    again = await fake.click(alert, "mod:delete:1", user=world.moderator)
+    await discord_server.answer(again)
+    assert hostile not in fake.messages[fake.general] and buttons(alert) == []
+
+
+async def test_two_moderators_clicking_at_once_act_once(
+    bots: BotRunner, discord_server: LoopbackDiscord
+) -> None:
+    world = Ranks(discord_server.fake)
+    bot = await bots.start()
+    fake = discord_server.fake
+    await world.enable(discord_server)
+    await fake.post_message(fake.general, world.member, NEGATIVE[8])
+    [alert] = await discord_server.wait_for(world.alerts, what="an alert")
+
+    clicks = [
+        await fake.click(alert, "mod:timeout:1", user=clicker)
+        for clicker in (world.lead_mod, fake.owner)
+    ]
+    [second] = await discord_server.wait_for(
+        lambda: [c for c in clicks if c.followups], what="the second click's answer"
+    )
+    for click in clicks:
+        await discord_server.answer(click)
+
+    assert len(member_patches(fake)) == 1
+    assert "already handled: timed out by" in second.followups[0]["content"]
+    event = await bot.services.moderation.event(1)
+    assert event is not None and event.decision == "timed out"
+    assert event.decided_by == next(c.user_id for c in clicks if c is not second)
+    assert buttons(alert) == []
+
+
+async def test_a_later_flag_joins_a_decided_alert_without_erasing_the_decision(
+    bots: BotRunner, discord_server: LoopbackDiscord
+) -> None:
+    world, _ = await world_and_bot(bots, discord_server)
+    fake = discord_server.fake
+    await world.enable(discord_server)
+    await fake.post_message(fake.general, world.member, NEGATIVE[9])
+    [alert] = await discord_server.wait_for(world.alerts, what="an alert")
+    dismissed = await fake.click(alert, "mod:dismiss:1", user=world.moderator)
+    await discord_server.answer(dismissed)
+
+    await fake.post_message(fake.general, world.member, NEGATIVE[10])
+    await discord_server.wait_for(
+        lambda: "+1 more" in alert["embeds"][0]["footer"]["text"], what="the flag to join"
+    )
+
+    assert decision_of(alert) == f"dismissed by <@{world.moderator['id']}>"
+    assert buttons(alert) == []
+
+
+# --- what alerts quote --------------------------------------------------------------
+
+
+async def test_alerts_quote_only_what_the_log_channels_readers_can_see(
+    bots: BotRunner, discord_server: LoopbackDiscord
+) -> None:
+    fake = discord_server.fake
+    world = World(fake)
+    everyone = fake.guild_id
+    helpers = fake.add_role("helpers", 0, position=3)
+
+    def restricted(name: str, *roles: dict[str, Any]) -> int:
+        channel = fake.channel(name)
+        fake.set_overwrite(channel, everyone, deny=VIEW_CHANNEL)
+        for role in roles:
+            fake.set_overwrite(channel, role["id"], allow=VIEW_CHANNEL)
+        return channel
+
+    staff = restricted("staff", world.mods)
+    staff_log = restricted("staff-log", world.mods)
+    mixed_log = restricted("mixed-log", world.mods, helpers)
+    staff_thread = fake.thread(staff, "staff-thread")
+    private_thread = fake.thread(fake.general, "secret", private=True)
+    authors = [fake.user(f"author{i}") for i in range(6)]
+    for author in authors:
+        fake.add_member(author)
+    await bots.start()
+    await world.enable(discord_server)  # the log channel is readable by everyone
+
+    async def excerpt(channel: int, author: int, log: int) -> str:
+        message = await fake.post_message(channel, authors[author], NEGATIVE[author])
+        alert = await discord_server.wait_for(
+            lambda: next(
+                (
+                    m
+                    for m in fake.bot_messages(log)
+                    if m.get("embeds") and m["embeds"][0]["url"].endswith(f"/{message['id']}")
+                ),
+                None,
+            ),
+            what="an alert",
+        )
+        description: str = alert["embeds"][0]["description"]
+        return description
+
+    log = world.log_channel
+    assert await excerpt(staff, 0, log) == CANNOT_QUOTE
+    assert await excerpt(staff_thread, 1, log) == CANNOT_QUOTE
+    assert await excerpt(private_thread, 2, log) == CANNOT_QUOTE
+    assert await excerpt(fake.general, 3, log) == NEGATIVE[3]
+    await world.configure(discord_server, log_channel=str(staff_log))
+    assert await excerpt(staff, 4, staff_log) == NEGATIVE[4]  # the same readers
+    await world.configure(discord_server, log_channel=str(mixed_log))
+    assert await excerpt(staff, 5, mixed_log) == CANNOT_QUOTE  # helpers read the log only
+
+
+# --- checks that failed are tried again ---------------------------------------------
+
+
+async def test_a_check_that_timed_out_is_retried_later(
+    bots: BotRunner, discord_server: LoopbackDiscord
+) -> None:
+    world, bot = await world_and_bot(bots, discord_server)
+    fake = discord_server.fake
+    await world.enable(discord_server)
+    cog = moderation_cog(bot)
+    cog.backlog.delays_s = (0.2, 0.2, 0.2)
+    worker = bot.services.engine.worker("sentiment")
+    await worker.ensure_loaded()
+    patient = worker.limits
+    worker.limits = replace(patient, timeout_s=1e-6)  # every check times out now
+
+    hostile = await fake.post_message(fake.general, world.member, NEGATIVE[0])
+    await discord_server.wait_for(lambda: cog.backlog.waiting(fake.guild_id) == 1)
+    worker.limits = patient
+    [alert] = await discord_server.wait_for(world.alerts, what="the retried check's alert")
+
+    assert alert["embeds"][0]["url"].endswith(f"/{hostile['id']}")
+    assert cog.backlog.lost(fake.guild_id) == 0 and cog.backlog.waiting(fake.guild_id) == 0
+
+
+async def test_messages_that_could_not_be_checked_are_counted_in_status(
+    bots: BotRunner, discord_server: LoopbackDiscord
+) -> None:
+    world, bot = await world_and_bot(bots, discord_server)
+    fake = discord_server.fake
+    await world.enable(discord_server)
+    cog = moderation_cog(bot)
+    cog.backlog.delays_s, cog.backlog.limit = (0.05, 0.05), 1
+    worker = bot.services.engine.worker("sentiment")
+    worker.limits = replace(worker.limits, timeout_s=1e-6)
+
+    for text in NEGATIVE[:3]:
+        await fake.post_message(fake.general, world.member, text)
+    await discord_server.wait_for(
+        lambda: cog.backlog.lost(fake.guild_id) == 3 and not cog.backlog.waiting(fake.guild_id),
+        what="three checks given up",
+    )
+    [text] = await discord_server.answer(await fake.slash("moderation", {"status": {}}))
+
+    assert "Could not be checked (model busy or down, counted since the bot started): 3" in text
+    assert not world.alerts()
+
+
+async def test_leaving_a_server_drops_its_moderation_memory(
+    bots: BotRunner, discord_server: LoopbackDiscord
+) -> None:
+    world, bot = await world_and_bot(bots, discord_server)
+    fake = discord_server.fake
+    await world.enable(discord_server)
+    cog, gate = moderation_cog(bot), bot.services.moderation.gate
+    cog.backlog.delays_s = (60.0,)
+    await fake.post_message(fake.general, world.member, NEGATIVE[0])
+    await discord_server.wait_for(world.alerts, what="an alert")
+    worker = bot.services.engine.worker("sentiment")
+    worker.limits = replace(worker.limits, timeout_s=1e-6)
+    await fake.post_message(fake.general, world.regular, NEGATIVE[1])
+    await discord_server.wait_for(lambda: cog.backlog.waiting(fake.guild_id) == 1)
+    assert len(cog.alerts) == 1 and gate.tracked() == 2  # the author and the guild
+
+    await fake.remove_bot()
+
+    await discord_server.wait_for(
+        lambda: (len(cog.alerts), gate.tracked(), cog.backlog.waiting(fake.guild_id)) == (0, 0, 0),
+        what="the guild to be forgotten",
+    )

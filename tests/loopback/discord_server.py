@@ -25,9 +25,14 @@ BODY = web.RequestKey("body", object)
 ADMINISTRATOR = 1 << 3
 MANAGE_CHANNELS = 1 << 4
 MANAGE_GUILD = 1 << 5
+VIEW_CHANNEL = 1 << 10
 MANAGE_MESSAGES = 1 << 13
 MODERATE_MEMBERS = 1 << 40
+ALL_PERMISSIONS = (1 << 53) - 1
 EVERYONE_PERMISSIONS = (1 << 10) | (1 << 11) | (1 << 16) | (1 << 31)  # view, send, history, slash
+ROLE_OVERWRITE, MEMBER_OVERWRITE = 0, 1
+PUBLIC_THREAD, PRIVATE_THREAD = 11, 12
+THREAD_TYPES = frozenset({10, PUBLIC_THREAD, PRIVATE_THREAD})
 
 
 def json_response(data: Any, status: int = 200) -> web.Response:
@@ -69,8 +74,8 @@ class Interaction:
 
     @property
     def ephemeral(self) -> bool:
-        flags = (self.original or {}).get("flags", 0) | self.deferred_flags
-        return bool(flags & 64)
+        shown = self.original or (self.followups[0] if self.followups else {})
+        return bool((shown.get("flags", 0) | self.deferred_flags) & 64)
 
     deferred_flags: int = 0
 
@@ -123,7 +128,8 @@ class FakeDiscord:
         }
         self.bot_role = self.role("hf-bot", MANAGE_MESSAGES | MODERATE_MEMBERS, position=5)
         self.roles: list[dict[str, Any]] = [self.everyone_role, self.bot_role]
-        self.channels: dict[int, dict[str, Any]] = {}
+        self.channels: dict[int, dict[str, Any]] = {}  # threads too (with a parent_id)
+        self.uncached: set[int] = set()  # channels left out of GUILD_CREATE
         self.members: dict[int, dict[str, Any]] = {}
         self.messages: dict[int, list[dict[str, Any]]] = {}
         self.commands: dict[str, dict[str, Any]] = {}
@@ -173,7 +179,8 @@ class FakeDiscord:
         self.roles.append(role)
         return role
 
-    def channel(self, name: str) -> int:
+    def channel(self, name: str, *, cached: bool = True) -> int:
+        """A text channel; ``cached=False`` keeps it out of GUILD_CREATE (the bot must fetch it)."""
         channel_id = self.snowflake()
         self.channels[channel_id] = {
             "id": str(channel_id),
@@ -185,7 +192,69 @@ class FakeDiscord:
             "nsfw": False,
         }
         self.messages[channel_id] = []
+        if not cached:
+            self.uncached.add(channel_id)
         return channel_id
+
+    def thread(
+        self, parent_id: int, name: str, *, private: bool = False, cached: bool = True
+    ) -> int:
+        """A thread of a channel (in GUILD_CREATE's threads unless ``cached=False``)."""
+        thread_id = self.snowflake()
+        now = iso(datetime.now(UTC))
+        self.channels[thread_id] = {
+            "id": str(thread_id),
+            "type": PRIVATE_THREAD if private else PUBLIC_THREAD,
+            "name": name,
+            "guild_id": str(self.guild_id),
+            "parent_id": str(parent_id),
+            "owner_id": self.owner["id"],
+            "last_message_id": None,
+            "rate_limit_per_user": 0,
+            "message_count": 0,
+            "member_count": 1,
+            "flags": 0,
+            "thread_metadata": {
+                "archived": False,
+                "auto_archive_duration": 1440,
+                "archive_timestamp": now,
+                "locked": False,
+                "create_timestamp": now,
+            },
+        }
+        self.messages[thread_id] = []
+        if not cached:
+            self.uncached.add(thread_id)
+        return thread_id
+
+    async def open_thread(self, parent_id: int, name: str, *, private: bool = False) -> int:
+        """A thread created while the bot is connected (THREAD_CREATE)."""
+        thread_id = self.thread(parent_id, name, private=private)
+        await self.gateway.dispatch(
+            "THREAD_CREATE", {**self.channels[thread_id], "newly_created": True}
+        )
+        return thread_id
+
+    def set_overwrite(
+        self,
+        channel_id: int,
+        target_id: int | str,
+        *,
+        member: bool = False,
+        allow: int = 0,
+        deny: int = 0,
+    ) -> None:
+        """Set a channel's permission overwrite for a role (or a member)."""
+        overwrites = self.channels[channel_id]["permission_overwrites"]
+        overwrites[:] = [o for o in overwrites if o["id"] != str(target_id)]
+        overwrites.append(
+            {
+                "id": str(target_id),
+                "type": MEMBER_OVERWRITE if member else ROLE_OVERWRITE,
+                "allow": str(allow),
+                "deny": str(deny),
+            }
+        )
 
     def add_member(self, user: dict[str, Any], roles: list[dict[str, Any]] | None = None) -> int:
         user_id = int(user["id"])
@@ -200,15 +269,45 @@ class FakeDiscord:
         }
         return user_id
 
-    def member_permissions(self, user_id: int) -> int:
+    def member_permissions(self, user_id: int, channel_id: int | None = None) -> int:
+        """A member's permissions in the guild, or in a channel as Discord computes them.
+
+        Roles first, then the channel's overwrites: @everyone's, the member's roles' (all
+        denies, then all allows), then the member's own. A thread uses its parent's.
+        """
         if user_id == int(self.owner["id"]):
-            return (1 << 53) - 1
+            return ALL_PERMISSIONS
         role_ids = set(self.members[user_id]["roles"])
         permissions = int(self.everyone_role["permissions"])
         for role in self.roles:
             if role["id"] in role_ids:
                 permissions |= int(role["permissions"])
-        return (1 << 53) - 1 if permissions & ADMINISTRATOR else permissions
+        if permissions & ADMINISTRATOR:
+            return ALL_PERMISSIONS
+        if channel_id is None:
+            return permissions
+        channel = self.channels[channel_id]
+        if "parent_id" in channel:
+            channel = self.channels[int(channel["parent_id"])]
+        overwrites = {o["id"]: o for o in channel.get("permission_overwrites") or []}
+
+        def apply(permissions: int, allow: int, deny: int) -> int:
+            return (permissions & ~deny) | allow
+
+        everyone = overwrites.get(str(self.guild_id))
+        if everyone is not None:
+            permissions = apply(permissions, int(everyone["allow"]), int(everyone["deny"]))
+        allow = deny = 0
+        for role_id in role_ids:
+            overwrite = overwrites.get(role_id)
+            if overwrite is not None and overwrite["type"] == ROLE_OVERWRITE:
+                allow, deny = allow | int(overwrite["allow"]), deny | int(overwrite["deny"])
+        permissions = apply(permissions, allow, deny)
+        own = overwrites.get(str(user_id))
+        if own is not None and own["type"] == MEMBER_OVERWRITE:
+            permissions = apply(permissions, int(own["allow"]), int(own["deny"]))
+        # Who cannot view a channel has no permission in it at all.
+        return permissions if permissions & VIEW_CHANNEL else 0
 
     def top_position(self, user_id: int) -> int:
         role_ids = set(self.members[user_id]["roles"])
@@ -224,9 +323,17 @@ class FakeDiscord:
             "emojis": [],
             "stickers": [],
             "features": [],
-            "channels": list(self.channels.values()),
+            "channels": [
+                c
+                for i, c in self.channels.items()
+                if c["type"] not in THREAD_TYPES and i not in self.uncached
+            ],
             "members": list(self.members.values()),
-            "threads": [],
+            "threads": [
+                c
+                for i, c in self.channels.items()
+                if c["type"] in THREAD_TYPES and i not in self.uncached
+            ],
             "presences": [],
             "voice_states": [],
             "large": False,
@@ -426,6 +533,8 @@ class FakeDiscord:
         elif body["type"] == 5:  # deferred ("thinking")
             interaction.deferred_flags = data.get("flags", 0)
             message = self._interaction_message(interaction, {"content": "", **data})
+        elif body["type"] == 6:  # deferred update of the clicked message: nothing shown yet
+            pass
         elif body["type"] == 7 and interaction.message is not None:  # update the clicked message
             interaction.message.update(
                 {k: v for k, v in data.items() if k in ("content", "embeds", "components")}
@@ -486,6 +595,9 @@ class FakeDiscord:
         interaction = self._interaction_by_token(request.match_info["token"])
         message_id = request.match_info["mid"]
         original = interaction.original
+        if original is None and interaction.callback_type == 6 and message_id == "@original":
+            # After a deferred update, the original response is the clicked message itself.
+            original = interaction.original = interaction.message
         if message_id == "@original" or (original is not None and original["id"] == message_id):
             target = original
         else:
@@ -510,11 +622,16 @@ class FakeDiscord:
         target["edited_timestamp"] = iso(datetime.now(UTC))
         interaction.edits.append(dict(body))
         interaction.answered.set()
+        if target is interaction.message:
+            await self.gateway.dispatch("MESSAGE_UPDATE", target)
         self._notify_bot_message()
         return json_response(target)
 
     async def _get_channel(self, request: web.Request) -> web.Response:
-        return json_response(self.channels[int(request.match_info["cid"])])
+        channel = self.channels.get(int(request.match_info["cid"]))
+        if channel is None:
+            return json_response({"message": "Unknown Channel", "code": 10003}, 404)
+        return json_response(channel)
 
     async def _history(self, request: web.Request) -> web.Response:
         channel = self.messages[int(request.match_info["cid"])]
@@ -571,6 +688,12 @@ class FakeDiscord:
         message = self._find_message(channel_id, message_id)
         if message is None:
             return json_response({"message": "Unknown Message", "code": 10008}, 404)
+        bot_id = int(self.bot_user["id"])
+        if (
+            int(message["author"]["id"]) != bot_id
+            and not self.member_permissions(bot_id, channel_id) & MANAGE_MESSAGES
+        ):
+            return json_response({"message": "Missing Permissions", "code": 50013}, 403)
         self.messages[channel_id].remove(message)
         await self.gateway.dispatch(
             "MESSAGE_DELETE",
@@ -618,6 +741,16 @@ class FakeDiscord:
         self.bot_message_event.set()
 
     # --- acting as users --------------------------------------------------------------
+
+    async def update_channel(self, channel_id: int) -> None:
+        """Tell the bot a channel changed, e.g. its overwrites (CHANNEL_UPDATE)."""
+        channel = self.channels[channel_id]
+        event = "THREAD_UPDATE" if channel["type"] in THREAD_TYPES else "CHANNEL_UPDATE"
+        await self.gateway.dispatch(event, channel)
+
+    async def remove_bot(self) -> None:
+        """The bot is kicked from the guild (GUILD_DELETE without ``unavailable``)."""
+        await self.gateway.dispatch("GUILD_DELETE", {"id": str(self.guild_id)})
 
     def bot_messages(self, channel_id: int) -> list[dict[str, Any]]:
         return [m for m in self.messages[channel_id] if m["author"]["id"] == self.bot_user["id"]]
@@ -749,11 +882,11 @@ class FakeDiscord:
             "member": {
                 **member,
                 "user": user,
-                "permissions": str(self.member_permissions(int(user["id"]))),
+                "permissions": str(self.member_permissions(int(user["id"]), channel_id)),
             },
             "locale": "en-US",
             "guild_locale": "en-US",
-            "app_permissions": str(self.member_permissions(int(self.bot_user["id"]))),
+            "app_permissions": str(self.member_permissions(int(self.bot_user["id"]), channel_id)),
             "context": 0,
             "authorizing_integration_owners": {"0": str(self.guild_id)},
             "entitlements": [],

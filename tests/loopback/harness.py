@@ -89,8 +89,11 @@ class LoopbackDiscord:
         """Wait until the interaction has a visible answer; returns its texts."""
         await self.wait_for(
             lambda: (
-                interaction.original is not None
-                and (interaction.original.get("content") or interaction.original.get("embeds"))
+                (
+                    interaction.original is not None
+                    and (interaction.original.get("content") or interaction.original.get("embeds"))
+                )
+                or interaction.followups
             ),
             timeout,
             f"an answer to /{interaction.name}",

@@ -9,6 +9,7 @@ from bot.inference.engine import InferenceEngine
 from bot.services.moderation import (
     Alert,
     AlertGate,
+    AlreadyDecidedError,
     CheckedMessage,
     ModerationService,
     render_chart,
@@ -131,3 +132,42 @@ def test_alerts_are_grouped_per_author_and_capped_per_guild() -> None:
     assert gate.admit(2, 4) is Alert.POST  # other guilds have their own cap
     now[0] = 61.0
     assert gate.admit(GUILD, 1) is Alert.POST  # a minute later, a new alert
+
+
+def test_the_alert_gate_forgets_quiet_authors_and_left_guilds() -> None:
+    now = [0.0]
+    gate = AlertGate(group_window_s=60, per_minute=1000, clock=lambda: now[0], memory=100)
+
+    assert all(gate.admit(GUILD, author) is Alert.POST for author in range(500))
+    gate.admit(2, 1)
+    assert gate.tracked() <= 100 + 2  # bounded however many authors came
+
+    now[0] = 61.0
+    assert gate.tracked() == 0  # nothing older than a minute is kept
+    assert gate.admit(GUILD, 1) is Alert.POST
+    gate.admit(2, 1)
+    gate.forget_guild(GUILD)
+    assert gate.tracked() == 2  # guild 2's author and guild 2
+    assert gate.admit(GUILD, 1) is Alert.POST  # a fresh start in the forgotten guild
+
+
+async def test_concurrent_decisions_on_one_event_store_one(
+    engine: InferenceEngine, sessions: SessionFactory
+) -> None:
+    service = _service(engine, sessions)
+    settings = await service.configure(GUILD, moderation_enabled=True)
+    _, verdict = await service.check(_message(NEGATIVE[2]))
+    assert verdict is not None
+    event = await service.record(verdict, settings)
+
+    outcomes = await asyncio.gather(
+        *(service.decide(event.id, "timeout", moderator) for moderator in (7, 8, 9)),
+        return_exceptions=True,
+    )
+
+    decided = [o for o in outcomes if not isinstance(o, BaseException)]
+    refused = [o for o in outcomes if isinstance(o, AlreadyDecidedError)]
+    assert len(decided) == 1 and len(refused) == 2
+    assert refused[0].event.decided_by == decided[0].decided_by
+    stored = await service.event(event.id)
+    assert stored is not None and stored.decided_by == decided[0].decided_by
