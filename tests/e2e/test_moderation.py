@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from bot.client import Bot
 from bot.storage.records import ModerationEvent
 from tests.e2e.conftest import BotRunner
@@ -199,6 +201,7 @@ async def test_exemptions_and_edits(bots: BotRunner, discord_server: LoopbackDis
     assert [e.message_id for e in await flagged_events(bot, 3)] == [int(edited["id"])]
 
 
+@pytest.mark.both_backends
 async def test_alert_buttons_check_the_clicking_member(
     bots: BotRunner, discord_server: LoopbackDiscord
 ) -> None:
@@ -260,6 +263,7 @@ async def test_a_burst_of_100_messages_is_checked_in_batches_without_flooding(
     assert all("more flagged from this author" in a["embeds"][0]["footer"]["text"] for a in alerts)
 
 
+@pytest.mark.both_backends
 async def test_stats_counts_and_charts(bots: BotRunner, discord_server: LoopbackDiscord) -> None:
     world, _ = await world_and_bot(bots, discord_server)
     fake = discord_server.fake
