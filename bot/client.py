@@ -43,8 +43,13 @@ discord.VoiceClient.warn_nacl = False
 discord.VoiceClient.warn_dave = False
 
 
-class Bot(commands.Bot):
-    """The bot. Resources are built in ``bot.app`` and passed in."""
+class Bot(commands.AutoShardedBot):
+    """The bot. Resources are built in ``bot.app`` and passed in.
+
+    Sharded: with SHARD_COUNT/SHARD_IDS it runs those shards, otherwise every shard of
+    Discord's recommended count (GET /gateway/bot). ``latencies`` gives each shard's
+    heartbeat latency.
+    """
 
     def __init__(
         self,
@@ -53,12 +58,16 @@ class Bot(commands.Bot):
         *,
         on_close: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
+        sharding: dict[str, Any] = {"shard_count": settings.shard_count}
+        if settings.shard_ids is not None:
+            sharding["shard_ids"] = list(settings.shard_ids)
         super().__init__(
             command_prefix=commands.when_mentioned,
             intents=bot_intents(),
             tree_cls=BotTree,
             allowed_mentions=NO_MENTIONS,
             help_command=None,
+            **sharding,
         )
         self.settings = settings
         self.services = services
@@ -70,7 +79,11 @@ class Bot(commands.Bot):
     async def setup_hook(self) -> None:
         for extension in EXTENSIONS:
             await self.load_extension(extension)
-        await self.sync_commands()
+        if self.settings.runs_shard_zero:
+            await self.sync_commands()
+        else:
+            # Commands belong to the application, not to a shard: one process syncs them.
+            log.info("not syncing application commands: the process that runs shard 0 does")
 
     async def sync_commands(self) -> None:
         """Sync slash commands: to the dev guild when set (instant), else globally."""
@@ -90,7 +103,13 @@ class Bot(commands.Bot):
     async def on_ready(self) -> None:
         assert self.user is not None
         self.services.conversations.bot_user_id = self.user.id
-        log.info("connected as %s (%d guilds)", self.user, len(self.guilds))
+        log.info(
+            "connected as %s (%d guilds on shards %s of %s)",
+            self.user,
+            len(self.guilds),
+            ",".join(str(shard_id) for shard_id in sorted(self.shards)),
+            self.shard_count,
+        )
 
     async def on_message(self, message: discord.Message) -> None:
         # No prefix commands: everything is a slash command; cogs listen to messages themselves.

@@ -7,16 +7,35 @@ import re
 from functools import cache
 from importlib import util as importlib_util
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from bot.redaction import mask_url_passwords
 
 _DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
 _LOG_LEVELS = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG")
 _SMOLLM2_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
+_SHARD_PART = re.compile(r"([0-9]{1,5})(?:-([0-9]{1,5}))?")
+
+
+def parse_shard_ids(text: str) -> tuple[int, ...]:
+    """Shard numbers from ``0,1`` or ``0-3`` or ``0-3,8``, in order; ValueError on anything else."""
+    ids: set[int] = set()
+    for part in text.split(","):
+        match = _SHARD_PART.fullmatch(part.strip())
+        if match is None:
+            raise ValueError("must list shard numbers such as 0,1 or 0-3")
+        first = int(match.group(1))
+        last = int(match.group(2) or first)
+        if last < first:
+            raise ValueError(f"range {first}-{last} runs backwards")
+        twice = ids.intersection(range(first, last + 1))
+        if twice:
+            raise ValueError(f"lists shard {min(twice)} twice")
+        ids.update(range(first, last + 1))
+    return tuple(sorted(ids))
 
 
 def default_chat_model() -> str:
@@ -39,6 +58,9 @@ class Settings(BaseSettings):
     discord_api_base: str = "https://discord.com/api/v10"
     discord_gateway_url: str = "wss://gateway.discord.gg/"
     discord_dev_guild_id: int | None = None
+    # Unset: one process runs every shard, as many as Discord recommends.
+    shard_count: int | None = Field(default=None, ge=1)
+    shard_ids: Annotated[tuple[int, ...] | None, NoDecode] = None
 
     # May hold a password: kept out of repr(); print it with safe_database_url().
     database_url: str = Field(default="sqlite+aiosqlite:///./data/bot.db", repr=False)
@@ -81,6 +103,26 @@ class Settings(BaseSettings):
             raise ValueError(f"must be one of {', '.join(_LOG_LEVELS)}")
         return value
 
+    @field_validator("shard_ids", mode="before")
+    @classmethod
+    def _check_shard_ids(cls, value: Any, info: ValidationInfo) -> Any:
+        if isinstance(value, str):
+            if not value.strip():
+                return None
+            value = parse_shard_ids(value)
+        if value is None or "shard_count" not in info.data:  # a wrong count is reported alone
+            return value
+        count = info.data["shard_count"]
+        if count is None:
+            raise ValueError("needs SHARD_COUNT, the number of shards of all processes together")
+        too_big = [shard_id for shard_id in value if shard_id >= count]
+        if too_big:
+            raise ValueError(
+                f"shard {too_big[0]} does not exist with SHARD_COUNT={count} "
+                f"(shards are numbered 0 to {count - 1})"
+            )
+        return value
+
     @field_validator("discord_api_base", "discord_gateway_url")
     @classmethod
     def _check_url(cls, value: str) -> str:
@@ -101,6 +143,11 @@ class Settings(BaseSettings):
                 "is not a SQLAlchemy URL (e.g. sqlite+aiosqlite:///data/bot.db)"
             ) from None
         return value
+
+    @property
+    def runs_shard_zero(self) -> bool:
+        """Whether this process owns shard 0: it alone syncs commands and does global chores."""
+        return self.shard_ids is None or 0 in self.shard_ids
 
     @property
     def log_level_number(self) -> int:

@@ -6,6 +6,7 @@ import asyncio
 from logging.config import fileConfig
 
 from alembic import context
+from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
 from bot.settings import get_settings
@@ -17,6 +18,8 @@ if config.config_file_name is not None and config.attributes.get("configure_logg
     fileConfig(config.config_file_name, disable_existing_loggers=False)
 
 target_metadata = Base.metadata
+# Any fixed number: the key of the PostgreSQL advisory lock that serialises migrations.
+MIGRATION_LOCK = 7_310_422_118
 
 
 def _database_url() -> str:
@@ -25,6 +28,12 @@ def _database_url() -> str:
 
 
 def _configure(connection: Connection) -> None:
+    postgresql = connection.dialect.name == "postgresql"
+    if postgresql:
+        # Every bot process migrates at start, and shard processes start together: the first
+        # to take this lock migrates, the others wait and then find nothing left to do. The
+        # lock ends with the transaction the migrations run in.
+        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
     context.configure(
         connection=connection,
         target_metadata=target_metadata,
@@ -33,6 +42,8 @@ def _configure(connection: Connection) -> None:
     )
     with context.begin_transaction():
         context.run_migrations()
+    if postgresql:  # Alembic leaves a transaction it did not begin to its owner
+        connection.commit()
 
 
 def run_migrations_offline() -> None:

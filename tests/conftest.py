@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,12 +14,43 @@ from bot.inference.engine import EngineConfig, InferenceEngine, ModelRole
 from bot.inference.worker import WorkerLimits
 from bot.storage import migrate
 from bot.storage.engine import SessionFactory, create_engine, create_session_factory
+from tests import postgres
+
+BACKENDS = ("sqlite", "postgresql")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "both_backends: run the test on SQLite and on PostgreSQL (TEST_DATABASE_URL)",
+    )
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Tests marked ``both_backends`` get ``database_url`` once per backend (unless the test
+    picks its backends itself with ``parametrize("database_url", ..., indirect=True)``)."""
+    definition = metafunc.definition
+    chosen = any(
+        "database_url" in str(marker.args[0]) for marker in definition.iter_markers("parametrize")
+    )
+    if (
+        "database_url" in metafunc.fixturenames
+        and definition.get_closest_marker("both_backends")
+        and not chosen
+    ):
+        metafunc.parametrize("database_url", BACKENDS, indirect=True)
 
 
 @pytest.fixture
-def database_url(tmp_path: Path) -> str:
-    """A fresh SQLite file (not yet migrated)."""
-    return f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}"
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty database (not yet migrated): a SQLite file, or with the ``postgresql``
+    parameter a new database on the server of TEST_DATABASE_URL, dropped afterwards."""
+    backend = getattr(request, "param", "sqlite")
+    if backend == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}"
+        return
+    with postgres.fresh_database(postgres.server_url()) as url:
+        yield url
 
 
 @pytest.fixture

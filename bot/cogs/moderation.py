@@ -70,7 +70,7 @@ class AlertButton(
         return cls(match["decision"], int(match["event_id"]))
 
     async def callback(self, interaction: discord.Interaction) -> None:
-        assert isinstance(interaction.client, commands.Bot)
+        assert isinstance(interaction.client, Bot)
         cog = interaction.client.get_cog(ModerationCog.__cog_name__)
         assert isinstance(cog, ModerationCog)
         await cog.on_alert_button(interaction, self.decision, self.event_id)

@@ -154,6 +154,7 @@ async def test_outside_conversation_mode_only_mentions_and_replies_are_answered(
     ]
 
 
+@pytest.mark.both_backends
 async def test_persona_reset_forget_and_history(bot: Bot, discord_server: LoopbackDiscord) -> None:
     fake = discord_server.fake
     prompts = spy_on_prompts(bot)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any, cast
 
+import pytest
+
 from bot.client import Bot
 from bot.cogs.moderation import ModerationCog
 from bot.cogs.moderation_access import CANNOT_QUOTE
@@ -210,6 +212,7 @@ async def test_exemptions_and_edits(bots: BotRunner, discord_server: LoopbackDis
     assert [e.message_id for e in await flagged_events(bot, 3)] == [int(edited["id"])]
 
 
+@pytest.mark.both_backends
 async def test_alert_buttons_check_the_clicking_member(
     bots: BotRunner, discord_server: LoopbackDiscord
 ) -> None:
@@ -271,6 +274,7 @@ async def test_a_burst_of_100_messages_is_checked_in_batches_without_flooding(
     assert all("more flagged from this author" in a["embeds"][0]["footer"]["text"] for a in alerts)
 
 
+@pytest.mark.both_backends
 async def test_stats_counts_and_charts(bots: BotRunner, discord_server: LoopbackDiscord) -> None:
     world, _ = await world_and_bot(bots, discord_server)
     fake = discord_server.fake

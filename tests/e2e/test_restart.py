@@ -60,6 +60,7 @@ async def stop_process(process: asyncio.subprocess.Process) -> str:
     return stderr.decode()
 
 
+@pytest.mark.both_backends
 async def test_settings_and_history_survive_a_restart(
     discord_server: LoopbackDiscord, database_url: str, tiny_models: TinyModels
 ) -> None:

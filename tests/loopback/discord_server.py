@@ -18,7 +18,7 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from tests.loopback.gateway import GatewayHub
+from tests.loopback.gateway import GatewayHub, shard_of
 
 DISCORD_EPOCH_MS = 1420070400000
 BODY = web.RequestKey("body", object)
@@ -54,6 +54,7 @@ class RecordedRequest:
     body: Any
     authorized: bool
     at: float = field(default_factory=time.perf_counter)
+    client: str = ""  # which bot process sent it, when it calls a /c/{client}/ address
 
 
 @dataclass
@@ -110,8 +111,25 @@ def _command_problems(command: dict[str, Any], path: str = "") -> list[str]:
     return problems
 
 
+@dataclass
+class LoopbackGuild:
+    """One server: its roles and members (channels live in ``FakeDiscord.channels``)."""
+
+    id: int
+    name: str
+    everyone_role: dict[str, Any]
+    bot_role: dict[str, Any]
+    roles: list[dict[str, Any]]
+    members: dict[int, dict[str, Any]]
+    general: int = 0  # its first text channel
+
+
 class FakeDiscord:
-    """State and HTTP handlers of the loopback Discord."""
+    """State and HTTP handlers of the loopback Discord.
+
+    The default guild (``guild_id``, ``general``, ``roles``, ``members``) always exists;
+    ``add_guild`` makes more. Helpers take an optional ``guild_id`` and default to it.
+    """
 
     def __init__(self) -> None:
         self._ids = itertools.count(1)
@@ -119,7 +137,8 @@ class FakeDiscord:
         self.application_id = self.snowflake()
         self.bot_user = self.user("hf-bot", bot=True, user_id=self.application_id)
         self.owner = self.user("owner")
-        self.guild_id = self.snowflake()
+        # Shard 0 of 2; add_guild puts the next guild on shard 1.
+        self.guild_id = self.snowflake_on_shard(0, 2)
         self.everyone_role = {
             "id": str(self.guild_id),
             "name": "@everyone",
@@ -131,6 +150,17 @@ class FakeDiscord:
         self.channels: dict[int, dict[str, Any]] = {}  # threads too (with a parent_id)
         self.uncached: set[int] = set()  # channels left out of GUILD_CREATE
         self.members: dict[int, dict[str, Any]] = {}
+        self.guilds: dict[int, LoopbackGuild] = {
+            self.guild_id: LoopbackGuild(
+                self.guild_id,
+                "Loopback Guild",
+                self.everyone_role,
+                self.bot_role,
+                self.roles,
+                self.members,
+            )
+        }
+        self.recommended_shards = 1  # what GET /gateway/bot answers
         self.messages: dict[int, list[dict[str, Any]]] = {}
         self.commands: dict[str, dict[str, Any]] = {}
         self.interactions: dict[str, Interaction] = {}
@@ -138,7 +168,7 @@ class FakeDiscord:
         self.reactions: list[tuple[int, int, str]] = []
         self.failures: list[tuple[str, re.Pattern[str], int, float]] = []
         self.message_content_allowed = True
-        self.general = self.channel("general")
+        self.general = self.guilds[self.guild_id].general = self.channel("general")
         self.add_member(self.owner)
         self.add_member(self.bot_user, roles=[self.bot_role])
         self.gateway = GatewayHub(self)
@@ -150,6 +180,36 @@ class FakeDiscord:
         seconds = at.timestamp() if at is not None else time.time()
         ms = int(seconds * 1000) - DISCORD_EPOCH_MS
         return (ms << 22) | (next(self._ids) & 0x3FFFFF)
+
+    def snowflake_on_shard(self, shard_id: int, shard_count: int) -> int:
+        """A guild id that Discord's formula puts on ``shard_id`` of ``shard_count``."""
+        ms = int(time.time() * 1000) - DISCORD_EPOCH_MS
+        ms += (shard_id - ms) % shard_count
+        return (ms << 22) | (next(self._ids) & 0x3FFFFF)
+
+    def add_guild(
+        self, name: str = "Second Guild", shard: tuple[int, int] = (1, 2)
+    ) -> LoopbackGuild:
+        """Another server, on ``shard`` (id, count), with a #general channel, the owner and the
+        bot as members. Add it before the bot connects (READY lists the guilds)."""
+        guild_id = self.snowflake_on_shard(*shard)
+        everyone = {**self.everyone_role, "id": str(guild_id)}
+        bot_role = self.role("hf-bot", MANAGE_MESSAGES | MODERATE_MEMBERS, position=5)
+        guild = LoopbackGuild(guild_id, name, everyone, bot_role, [everyone, bot_role], {})
+        self.guilds[guild_id] = guild
+        guild.general = self.channel("general", guild_id=guild_id)
+        self.add_member(self.owner, guild_id=guild_id)
+        self.add_member(self.bot_user, roles=[bot_role], guild_id=guild_id)
+        return guild
+
+    def guild_of_channel(self, channel_id: int) -> LoopbackGuild:
+        """The guild a channel belongs to (the default guild for unknown channels)."""
+        channel = self.channels.get(channel_id)
+        return self.guilds[int(channel["guild_id"]) if channel else self.guild_id]
+
+    def guilds_of_shard(self, shard_id: int, shard_count: int) -> list[int]:
+        """Ids of the guilds whose events go to that shard."""
+        return [g for g in self.guilds if shard_of(g, shard_count) == shard_id]
 
     def user(self, name: str, *, bot: bool = False, user_id: int | None = None) -> dict[str, Any]:
         return {
@@ -174,12 +234,14 @@ class FakeDiscord:
             "flags": 0,
         }
 
-    def add_role(self, name: str, permissions: int, position: int) -> dict[str, Any]:
+    def add_role(
+        self, name: str, permissions: int, position: int, *, guild_id: int | None = None
+    ) -> dict[str, Any]:
         role = self.role(name, permissions, position)
-        self.roles.append(role)
+        self.guilds[guild_id or self.guild_id].roles.append(role)
         return role
 
-    def channel(self, name: str, *, cached: bool = True) -> int:
+    def channel(self, name: str, *, cached: bool = True, guild_id: int | None = None) -> int:
         """A text channel; ``cached=False`` keeps it out of GUILD_CREATE (the bot must fetch it)."""
         channel_id = self.snowflake()
         self.channels[channel_id] = {
@@ -187,7 +249,7 @@ class FakeDiscord:
             "type": 0,
             "name": name,
             "position": len(self.channels),
-            "guild_id": str(self.guild_id),
+            "guild_id": str(guild_id or self.guild_id),
             "permission_overwrites": [],
             "nsfw": False,
         }
@@ -256,9 +318,15 @@ class FakeDiscord:
             }
         )
 
-    def add_member(self, user: dict[str, Any], roles: list[dict[str, Any]] | None = None) -> int:
+    def add_member(
+        self,
+        user: dict[str, Any],
+        roles: list[dict[str, Any]] | None = None,
+        *,
+        guild_id: int | None = None,
+    ) -> int:
         user_id = int(user["id"])
-        self.members[user_id] = {
+        self.guilds[guild_id or self.guild_id].members[user_id] = {
             "user": user,
             "roles": [r["id"] for r in roles or []],
             "joined_at": iso(datetime.now(UTC)),
@@ -269,7 +337,9 @@ class FakeDiscord:
         }
         return user_id
 
-    def member_permissions(self, user_id: int, channel_id: int | None = None) -> int:
+    def member_permissions(
+        self, user_id: int, channel_id: int | None = None, *, guild_id: int | None = None
+    ) -> int:
         """A member's permissions in the guild, or in a channel as Discord computes them.
 
         Roles first, then the channel's overwrites: @everyone's, the member's roles' (all
@@ -277,9 +347,12 @@ class FakeDiscord:
         """
         if user_id == int(self.owner["id"]):
             return ALL_PERMISSIONS
-        role_ids = set(self.members[user_id]["roles"])
-        permissions = int(self.everyone_role["permissions"])
-        for role in self.roles:
+        if channel_id is not None:
+            guild_id = int(self.channels[channel_id]["guild_id"])
+        guild = self.guilds[guild_id or self.guild_id]
+        role_ids = set(guild.members[user_id]["roles"])
+        permissions = int(guild.everyone_role["permissions"])
+        for role in guild.roles:
             if role["id"] in role_ids:
                 permissions |= int(role["permissions"])
         if permissions & ADMINISTRATOR:
@@ -294,7 +367,7 @@ class FakeDiscord:
         def apply(permissions: int, allow: int, deny: int) -> int:
             return (permissions & ~deny) | allow
 
-        everyone = overwrites.get(str(self.guild_id))
+        everyone = overwrites.get(str(guild.id))
         if everyone is not None:
             permissions = apply(permissions, int(everyone["allow"]), int(everyone["deny"]))
         allow = deny = 0
@@ -309,30 +382,36 @@ class FakeDiscord:
         # Who cannot view a channel has no permission in it at all.
         return permissions if permissions & VIEW_CHANNEL else 0
 
-    def top_position(self, user_id: int) -> int:
-        role_ids = set(self.members[user_id]["roles"])
-        return max((r["position"] for r in self.roles if r["id"] in role_ids), default=0)
+    def top_position(self, user_id: int, guild_id: int | None = None) -> int:
+        guild = self.guilds[guild_id or self.guild_id]
+        role_ids = set(guild.members[user_id]["roles"])
+        return max((r["position"] for r in guild.roles if r["id"] in role_ids), default=0)
 
-    def guild_payload(self) -> dict[str, Any]:
+    def guild_payload(self, guild_id: int | None = None) -> dict[str, Any]:
+        guild = self.guilds[guild_id or self.guild_id]
         return {
-            "id": str(self.guild_id),
-            "name": "Loopback Guild",
+            "id": str(guild.id),
+            "name": guild.name,
             "owner_id": self.owner["id"],
-            "member_count": len(self.members),
-            "roles": self.roles,
+            "member_count": len(guild.members),
+            "roles": guild.roles,
             "emojis": [],
             "stickers": [],
             "features": [],
             "channels": [
                 c
                 for i, c in self.channels.items()
-                if c["type"] not in THREAD_TYPES and i not in self.uncached
+                if c["guild_id"] == str(guild.id)
+                and c["type"] not in THREAD_TYPES
+                and i not in self.uncached
             ],
-            "members": list(self.members.values()),
+            "members": list(guild.members.values()),
             "threads": [
                 c
                 for i, c in self.channels.items()
-                if c["type"] in THREAD_TYPES and i not in self.uncached
+                if c["guild_id"] == str(guild.id)
+                and c["type"] in THREAD_TYPES
+                and i not in self.uncached
             ],
             "presences": [],
             "voice_states": [],
@@ -361,10 +440,11 @@ class FakeDiscord:
         **extra: Any,
     ) -> dict[str, Any]:
         at = at or datetime.now(UTC)
+        guild = self.guild_of_channel(channel_id)
         payload = {
             "id": str(self.snowflake(at)),
             "channel_id": str(channel_id),
-            "guild_id": str(self.guild_id),
+            "guild_id": str(guild.id),
             "author": author,
             "content": content,
             "timestamp": iso(at),
@@ -380,7 +460,7 @@ class FakeDiscord:
             "flags": 0,
             "components": [],
         }
-        member = self.members.get(int(author["id"]))
+        member = guild.members.get(int(author["id"]))
         if member is not None:
             payload["member"] = {k: v for k, v in member.items() if k != "user"}
         payload.update(extra)
@@ -406,8 +486,16 @@ class FakeDiscord:
 
     def app(self) -> web.Application:
         app = web.Application(middlewares=[self._record])
-        api = "/api/v10"
+        # Every address also exists under /c/{client}/, so that a test can tell bot processes
+        # apart: each is given its own DISCORD_API_BASE and DISCORD_GATEWAY_URL.
+        for prefix in ("", "/c/{client}"):
+            self._add_routes(app, prefix)
+        return app
+
+    def _add_routes(self, app: web.Application, prefix: str) -> None:
+        api = f"{prefix}/api/v10"
         r = app.router
+        r.add_get(f"{api}/gateway/bot", self._gateway_bot)
         r.add_get(f"{api}/users/@me", self._me)
         r.add_get(f"{api}/oauth2/applications/@me", self._application)
         r.add_put(f"{api}/applications/{{app}}/commands", self._sync_commands)
@@ -426,14 +514,15 @@ class FakeDiscord:
         r.add_put(f"{api}/channels/{{cid}}/messages/{{mid}}/reactions/{{emoji}}/@me", self._react)
         r.add_patch(f"{api}/guilds/{{gid}}/members/{{uid}}", self._edit_member)
         r.add_get(f"{api}/guilds/{{gid}}/members/{{uid}}", self._get_member)
-        r.add_get("/gateway", self.gateway.handle)
-        return app
+        r.add_get(f"{prefix}/gateway", self.gateway.handle)
 
     @web.middleware
     async def _record(
         self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
     ) -> web.StreamResponse:
-        if request.path == "/gateway":
+        client = request.match_info.get("client", "")
+        path = request.path.removeprefix(f"/c/{client}") if client else request.path
+        if path == "/gateway":
             return await handler(request)
         body: Any = None
         if request.content_type == "application/json" and request.can_read_body:
@@ -442,10 +531,12 @@ class FakeDiscord:
             body = await self._read_multipart(request)
         authorized = request.headers.get("Authorization") == f"Bot {self.token}"
         self.requests.append(
-            RecordedRequest(request.method, request.path, dict(request.query), body, authorized)
+            RecordedRequest(
+                request.method, path, dict(request.query), body, authorized, client=client
+            )
         )
         request[BODY] = body
-        failure = self._take_failure(request.method, request.path)
+        failure = self._take_failure(request.method, path)
         if failure is not None:
             status, retry_after = failure
             return web.Response(
@@ -459,10 +550,7 @@ class FakeDiscord:
                 status=status,
                 headers={"Content-Type": "application/json", "Via": "1.1 google"},
             )
-        if (
-            not request.path.startswith(("/api/v10/webhooks", "/api/v10/interactions"))
-            and not authorized
-        ):
+        if not path.startswith(("/api/v10/webhooks", "/api/v10/interactions")) and not authorized:
             return json_response({"message": "401: Unauthorized", "code": 0}, 401)
         return await handler(request)
 
@@ -483,6 +571,20 @@ class FakeDiscord:
 
     async def _me(self, request: web.Request) -> web.Response:
         return json_response(self.bot_user)
+
+    async def _gateway_bot(self, request: web.Request) -> web.Response:
+        return json_response(
+            {
+                "url": self.gateway.url_for(request.match_info.get("client", "")),
+                "shards": self.recommended_shards,
+                "session_start_limit": {
+                    "total": 1000,
+                    "remaining": 999,
+                    "reset_after": 0,
+                    "max_concurrency": 1,
+                },
+            }
+        )
 
     async def _application(self, request: web.Request) -> web.Response:
         return json_response(
@@ -695,9 +797,10 @@ class FakeDiscord:
         ):
             return json_response({"message": "Missing Permissions", "code": 50013}, 403)
         self.messages[channel_id].remove(message)
+        guild_id = self.guild_of_channel(channel_id).id
         await self.gateway.dispatch(
             "MESSAGE_DELETE",
-            {"id": str(message_id), "channel_id": str(channel_id), "guild_id": str(self.guild_id)},
+            {"id": str(message_id), "channel_id": str(channel_id), "guild_id": str(guild_id)},
         )
         return web.Response(status=204)
 
@@ -715,26 +818,26 @@ class FakeDiscord:
         return web.Response(status=204)
 
     async def _get_member(self, request: web.Request) -> web.Response:
-        member = self.members.get(int(request.match_info["uid"]))
+        guild = self.guilds[int(request.match_info["gid"])]
+        member = guild.members.get(int(request.match_info["uid"]))
         if member is None:
             return json_response({"message": "Unknown Member", "code": 10007}, 404)
         return json_response(member)
 
     async def _edit_member(self, request: web.Request) -> web.Response:
         user_id = int(request.match_info["uid"])
+        guild = self.guilds[int(request.match_info["gid"])]
         bot_id = int(self.bot_user["id"])
         if (
-            not self.member_permissions(bot_id) & MODERATE_MEMBERS
+            not self.member_permissions(bot_id, guild_id=guild.id) & MODERATE_MEMBERS
             or user_id == int(self.owner["id"])
-            or self.top_position(user_id) >= self.top_position(bot_id)
+            or self.top_position(user_id, guild.id) >= self.top_position(bot_id, guild.id)
         ):
             return json_response({"message": "Missing Permissions", "code": 50013}, 403)
-        member = self.members[user_id]
+        member = guild.members[user_id]
         until = (request[BODY] or {}).get("communication_disabled_until")
         member["communication_disabled_until"] = until
-        await self.gateway.dispatch(
-            "GUILD_MEMBER_UPDATE", {**member, "guild_id": str(self.guild_id)}
-        )
+        await self.gateway.dispatch("GUILD_MEMBER_UPDATE", {**member, "guild_id": str(guild.id)})
         return json_response(member)
 
     def _notify_bot_message(self) -> None:
@@ -786,7 +889,8 @@ class FakeDiscord:
     def _as_event(self, message: dict[str, Any]) -> dict[str, Any]:
         """A message as the gateway sends it: with the author's member data, content per intent."""
         visible = dict(message)
-        member = self.members.get(int(message["author"]["id"]))
+        guild = self.guild_of_channel(int(message["channel_id"]))
+        member = guild.members.get(int(message["author"]["id"]))
         if member is not None:
             visible["member"] = {k: v for k, v in member.items() if k != "user"}
         if not self.message_content_allowed:
@@ -828,7 +932,7 @@ class FakeDiscord:
             "id": command["id"],
             "name": name,
             "type": command_type,
-            "guild_id": str(self.guild_id),
+            "guild_id": str(self.guild_of_channel(channel_id).id),
         }
         if options:
             data["options"] = self._options(command, options)
@@ -868,7 +972,8 @@ class FakeDiscord:
             message=message,
         )
         self.interactions[interaction.id] = interaction
-        member = {k: v for k, v in self.members[int(user["id"])].items() if k != "user"}
+        guild = self.guild_of_channel(channel_id)
+        member = {k: v for k, v in guild.members[int(user["id"])].items() if k != "user"}
         payload = {
             "id": interaction.id,
             "type": kind,
@@ -876,7 +981,7 @@ class FakeDiscord:
             "version": 1,
             "application_id": str(self.application_id),
             "attachment_size_limit": 8 << 20,
-            "guild_id": str(self.guild_id),
+            "guild_id": str(guild.id),
             "channel_id": str(channel_id),
             "channel": self.channels[channel_id],
             "member": {
@@ -888,7 +993,7 @@ class FakeDiscord:
             "guild_locale": "en-US",
             "app_permissions": str(self.member_permissions(int(self.bot_user["id"]), channel_id)),
             "context": 0,
-            "authorizing_integration_owners": {"0": str(self.guild_id)},
+            "authorizing_integration_owners": {"0": str(guild.id)},
             "entitlements": [],
             "data": data,
         }
@@ -908,7 +1013,8 @@ class FakeDiscord:
                 channel = {**self.channels[int(option["value"])], "permissions": "0"}
                 resolved.setdefault("channels", {})[str(option["value"])] = channel
             elif option["type"] == 8:
-                role = next(r for r in self.roles if r["id"] == str(option["value"]))
+                roles = (r for guild in self.guilds.values() for r in guild.roles)
+                role = next(r for r in roles if r["id"] == str(option["value"]))
                 resolved.setdefault("roles", {})[str(option["value"])] = role
         return resolved
 

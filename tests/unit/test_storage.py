@@ -24,6 +24,8 @@ from bot.storage.repositories import (
     ModerationEventStore,
 )
 
+pytestmark = pytest.mark.both_backends
+
 GUILD, OTHER_GUILD = 1001, 2002
 CHANNEL, OTHER_CHANNEL = 11, 12
 ALICE, BOB = 501, 502
