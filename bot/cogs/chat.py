@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable, Collection
+from collections.abc import Awaitable, Callable, Collection
+from datetime import timedelta
 
 import discord
 from discord import app_commands
@@ -13,7 +14,7 @@ from discord.ext import commands
 from bot.client import Bot
 from bot.cogs.errors import report
 from bot.cogs.first_use import load_first
-from bot.cogs.streaming import StreamingReply
+from bot.cogs.streaming import Send, StreamingReply
 from bot.errors import CooldownError, InvalidInputError, StorageError
 from bot.formatting import NO_MENTIONS, split_message, truncate
 from bot.services.conversations import (
@@ -25,6 +26,9 @@ from bot.services.conversations import (
 from bot.services.lines import Place
 
 log = logging.getLogger(__name__)
+
+# Discord accepts followups and edits for this long after a command was used.
+INTERACTION_TOKEN_LIFETIME = timedelta(minutes=15)
 
 
 def location(interaction: discord.Interaction) -> tuple[int, int]:
@@ -70,15 +74,8 @@ class ChatCog(commands.Cog):
     ) -> None:
         guild_id, channel_id = location(interaction)
         speaker = speaker_of(interaction.user, guild_id, channel_id)
-        reply = StreamingReply(
-            # Model answers never ping anyone, and links in them are not unfurled.
-            lambda text: interaction.followup.send(
-                text, wait=True, allowed_mentions=NO_MENTIONS, suppress_embeds=True
-            ),
-            lambda text: interaction.followup.send(
-                text, wait=True, allowed_mentions=NO_MENTIONS, suppress_embeds=True
-            ),
-        )
+        send = self._answer_sender(interaction)
+        reply = StreamingReply(send, send)
         with self.conversations.line_up(channel_id) as place:
             answer = self.conversations.ask(  # refusals stay private: checked before the defer
                 speaker, message, place, answer_message_id=first_message_id(reply)
@@ -89,6 +86,25 @@ class ChatCog(commands.Cog):
                 async for piece in answer:
                     await reply.add(piece)
             await reply.finish()
+
+    def _answer_sender(self, interaction: discord.Interaction) -> Send:
+        """Sends an answer's messages: as followups while the interaction's token lives long
+        enough for a whole answer, else (after a long wait in line) as channel messages."""
+        answer_time = timedelta(seconds=self.bot.settings.inference_timeout_s + 60)
+        channel = interaction.channel
+
+        def send(text: str) -> Awaitable[discord.Message]:
+            # Model answers never ping anyone, and links in them are not unfurled.
+            token_ends = interaction.created_at + INTERACTION_TOKEN_LIFETIME
+            if discord.utils.utcnow() + answer_time >= token_ends and isinstance(
+                channel, discord.abc.Messageable
+            ):
+                return channel.send(text, allowed_mentions=NO_MENTIONS, suppress_embeds=True)
+            return interaction.followup.send(
+                text, wait=True, allowed_mentions=NO_MENTIONS, suppress_embeds=True
+            )
+
+        return send
 
     @commands.Cog.listener()
     async def on_message(self, message: discord.Message) -> None:

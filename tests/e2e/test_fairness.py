@@ -7,6 +7,7 @@ import contextlib
 import logging
 import sqlite3
 from collections.abc import AsyncGenerator, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -215,3 +216,23 @@ async def test_commands_are_acknowledged_while_the_database_is_stuck(
         holder.close()
     for interaction in sent:
         await discord_server.answer(interaction, timeout=30)
+
+
+async def test_an_answer_that_would_outlive_the_interaction_token_goes_to_the_channel(
+    bot: Bot, discord_server: LoopbackDiscord
+) -> None:
+    fake = discord_server.fake
+    # Used 14 minutes ago (e.g. after a long wait in line): its token ends before an answer could.
+    late = await fake.slash(
+        "chat", {"message": "hello there"}, created_at=datetime.now(UTC) - timedelta(minutes=14)
+    )
+    fresh = await fake.slash("chat", {"message": "and hello again"})
+
+    await discord_server.wait_for(
+        lambda: any(CURSOR not in m["content"] for m in fake.bot_messages(fake.general)),
+        30,
+        "the late answer in the channel",
+    )
+    await discord_server.answer(fresh, timeout=30)
+    assert late.callback_type == 5 and late.original is None and late.followups == []
+    assert fresh.original is not None  # a fresh one is answered by followup, as usual

@@ -923,6 +923,7 @@ class FakeDiscord:
         command_type: int = 1,
         target_id: int | None = None,
         resolved: dict[str, Any] | None = None,
+        created_at: datetime | None = None,
     ) -> Interaction:
         """Send INTERACTION_CREATE for a registered application command."""
         user = user or self.owner
@@ -941,7 +942,7 @@ class FakeDiscord:
             data["target_id"] = str(target_id)
         if resolved:
             data["resolved"] = resolved
-        return await self._interact(name, 2, data, user, channel_id)
+        return await self._interact(name, 2, data, user, channel_id, created_at=created_at)
 
     async def click(
         self, message: dict[str, Any], custom_id: str, *, user: dict[str, Any] | None = None
@@ -961,9 +962,10 @@ class FakeDiscord:
         user: dict[str, Any],
         channel_id: int,
         message: dict[str, Any] | None = None,
+        created_at: datetime | None = None,
     ) -> Interaction:
         interaction = Interaction(
-            str(self.snowflake()),
+            str(self.snowflake(created_at)),
             f"tok{next(self._ids)}",
             name,
             channel_id,
