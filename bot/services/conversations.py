@@ -103,11 +103,18 @@ class ConversationService:
         speaker: Speaker,
         text: str,
         *,
+        message_id: int | None = None,
         answer_message_id: Callable[[], int | None] | None = None,
     ) -> AsyncIterator[str]:
         """``ask`` with its own place in line (for callers that need no Discord ordering)."""
         with self.line_up(speaker.channel_id) as place:
-            answer = self.ask(speaker, text, place, answer_message_id=answer_message_id)
+            answer = self.ask(
+                speaker,
+                text,
+                place,
+                message_id=message_id,
+                answer_message_id=answer_message_id,
+            )
             async with contextlib.aclosing(answer):
                 async for piece in answer:
                     yield piece

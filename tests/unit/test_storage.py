@@ -232,6 +232,7 @@ async def test_concurrent_first_time_channel_updates_never_collide(
     assert stored.conversation_enabled and stored.persona is not None
 
 
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # SQLite only
 async def test_sqlite_commits_are_durable_in_wal_mode(sessions: SessionFactory) -> None:
     async with sessions() as session:
         journal = (await session.execute(text("PRAGMA journal_mode"))).scalar_one()
@@ -310,6 +311,7 @@ async def test_moderation_events_are_pruned_by_age(sessions: SessionFactory) -> 
     assert await store.get(event.id) is None
 
 
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # SQLite only
 async def test_a_failing_database_raises_storage_error_logged_once_with_its_id(
     sessions: SessionFactory, database_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
