@@ -120,7 +120,7 @@ class FakeDiscord:
         self.bot_user = self.user("hf-bot", bot=True, user_id=self.application_id)
         self.owner = self.user("owner")
         self.guild_id = self.snowflake()
-        self.everyone_role = {
+        self.everyone_role: dict[str, Any] = {
             "id": str(self.guild_id),
             "name": "@everyone",
             "position": 0,
