@@ -433,7 +433,7 @@ async def test_delete_button_works_in_threads_and_channels_the_bot_has_not_cache
         [(thread, world.member), (uncached, world.regular), (late_thread, world.vip)], start=1
     ):
         flagged.append(await fake.post_message(channel, author, NEGATIVE[index]))
-        await discord_server.wait_for(lambda index=index: len(world.alerts()) == index)
+        await discord_server.wait_for(lambda: len(world.alerts()) == len(flagged))
 
     for index, (alert, message) in enumerate(zip(world.alerts(), flagged, strict=True), start=1):
         clicked = await fake.click(alert, f"mod:delete:{index}", user=world.moderator)

@@ -139,7 +139,7 @@ class FakeDiscord:
         self.owner = self.user("owner")
         # Shard 0 of 2; add_guild puts the next guild on shard 1.
         self.guild_id = self.snowflake_on_shard(0, 2)
-        self.everyone_role = {
+        self.everyone_role: dict[str, Any] = {
             "id": str(self.guild_id),
             "name": "@everyone",
             "position": 0,
