@@ -282,7 +282,14 @@ class Setup:
                 route, self.spec, self.index_url, configured, explicit=self.requested != "auto"
             )
             say(f"torch: pip install {' '.join(plan.pip_args)}  ({plan.reason})")
-            self.pip("install", *plan.pip_args)
+            try:
+                self.pip("install", *plan.pip_args)
+            except BootstrapError as error:
+                raise BootstrapError(
+                    f"{error}; set TORCH_INDEX_URL (and TORCH_SPEC) to an index that has "
+                    "torch for this machine, or install torch into the virtualenv yourself "
+                    "and run again with TORCH=skip"
+                ) from None
             self.report_torch(route)
         self.write_stamp("torch", key)
 

@@ -144,6 +144,8 @@ elif "--dry-run" in args:
     item = {{"metadata": {{"name": "torch", "version": version, "requires_dist": requires}}}}
     pathlib.Path(args[args.index("--report") + 1]).write_text(json.dumps({{"install": [item]}}))
 elif args[:3] == ["-m", "pip", "install"] and any(a.startswith("torch") for a in args):
+    if (here / "index-unreachable").exists():
+        sys.exit(1)
     cpu = "whl/cpu" in " ".join(args) or (here / "served").read_text() == "cpu"
     cuda = None if cpu else "13.0"
     state.write_text(json.dumps({{"version": "2.13.0", "cuda": cuda, "gpu": not cpu}}))
@@ -254,6 +256,20 @@ def test_a_gpu_switches_the_route_and_replaces_the_cpu_build(project: Path, tmp_
     assert "-m pip uninstall --yes --quiet torch" in new
     assert pip_installs(new)[0] == "-m pip install torch==2.13.0"
     assert json.loads((venv.path / "torch-installed").read_text())["cuda"] == "13.0"
+
+
+def test_a_failed_torch_install_says_what_to_do_and_records_nothing(
+    project: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    venv = FakeVenv(tmp_path, served="cuda")
+    (venv.path / "index-unreachable").touch()
+
+    assert bootstrap.main(["test", "--venv", str(venv.path)]) == 1
+
+    out = capsys.readouterr().out
+    assert "bootstrap: error: failed: " in out and "whl/cpu" in out
+    assert "TORCH_INDEX_URL" in out and "TORCH=skip" in out
+    assert bootstrap.main(["test", "--venv", str(venv.path), "--check"]) == 1
 
 
 def test_route_command_prints_the_choice(
