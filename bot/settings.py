@@ -77,6 +77,7 @@ class Settings(BaseSettings):
     inference_max_wait_ms: float = Field(default=5.0, ge=0, le=1000)
     inference_queue_limit: int = Field(default=256, ge=1)
     inference_timeout_s: float = Field(default=120.0, gt=0)
+    continuous_batching: Literal["auto", "off"] = "auto"
 
     chat_max_new_tokens: int = Field(default=256, ge=1, le=4096)
     chat_answers_per_minute: int = Field(default=6, ge=0)

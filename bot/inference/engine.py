@@ -13,6 +13,7 @@ from typing import Any, Literal
 from bot.errors import InvalidInputError
 from bot.inference.chat import ChatMessage, ChatReply, ChatRequest, ChatTask
 from bot.inference.classify import ClassifyRequest, LabelScore, TextClassificationTask
+from bot.inference.continuous import ContinuousGenerator, ContinuousLimits
 from bot.inference.device import DevicePlan, resolve_device
 from bot.inference.footprint import (
     describe_bytes,
@@ -29,17 +30,17 @@ log = logging.getLogger(__name__)
 
 ModelRole = Literal["sentiment", "emotion", "summarization", "chat"]
 ClassifierRole = Literal["sentiment", "emotion"]
-TaskFactory = Callable[[ModelSource, DevicePlan, WorkerLimits], ModelTask[Any, Any]]
+TaskFactory = Callable[[ModelSource, DevicePlan, "EngineConfig"], ModelTask[Any, Any]]
 
 # Task name -> implementation; a model role names the task it runs.
 TASKS: dict[str, TaskFactory] = {
-    "text-classification": lambda source, plan, limits: TextClassificationTask(
-        source, plan, limits.max_batch_size
+    "text-classification": lambda source, plan, config: TextClassificationTask(
+        source, plan, config.limits.max_batch_size
     ),
-    "summarization": lambda source, plan, limits: SummarizationTask(
-        source, plan, limits.max_batch_size
+    "summarization": lambda source, plan, config: SummarizationTask(
+        source, plan, config.limits.max_batch_size, config.continuous_limits
     ),
-    "chat": lambda source, plan, _limits: ChatTask(source, plan),
+    "chat": lambda source, plan, config: ChatTask(source, plan, config.continuous_limits),
 }
 # The models WARMUP=true loads at start (the emotion model stays on first use).
 WARMUP_ROLES: tuple[ModelRole, ...] = ("sentiment", "summarization", "chat")
@@ -62,6 +63,20 @@ class EngineConfig:
     device: str = "auto"
     quantization: str = "none"
     limits: WorkerLimits = field(default_factory=WorkerLimits)
+    # "auto": causal LMs generate on transformers' continuous batching where it runs;
+    # "off": every model generates in batched generate() calls.
+    continuous_batching: Literal["auto", "off"] = "auto"
+
+    @property
+    def continuous_limits(self) -> ContinuousLimits | None:
+        """Limits for continuous batching, or None when it is switched off."""
+        if self.continuous_batching == "off":
+            return None
+        return ContinuousLimits(
+            max_requests=self.limits.max_batch_size,
+            queue_limit=self.limits.queue_limit,
+            timeout_s=self.limits.timeout_s,
+        )
 
     @classmethod
     def from_settings(cls, settings: Settings) -> EngineConfig:
@@ -81,6 +96,7 @@ class EngineConfig:
                 queue_limit=settings.inference_queue_limit,
                 timeout_s=settings.inference_timeout_s,
             ),
+            continuous_batching=settings.continuous_batching,
         )
 
 
@@ -104,7 +120,7 @@ class InferenceEngine:
         if role not in self._workers:
             source = ModelSource.parse(self.config.models[role])
             kind = ROLE_TASKS[role]
-            task = TASKS[kind](source, self.plan, self.config.limits)
+            task = TASKS[kind](source, self.plan, self.config)
             limits = self.config.limits
             # A classifier takes several model batches per run, to sort them by length.
             limits = replace(limits, max_batch_size=limits.max_batch_size * ROUND_BATCHES[kind])
@@ -198,24 +214,58 @@ class InferenceEngine:
         _require_text([text])
         if not 0 <= min_length <= max_length:
             raise InvalidInputError("The minimum length must be between 0 and the maximum length.")
-        result: Summary = await self.worker("summarization").submit(
-            SummarizeRequest(text, min_length, max_length)
-        )
+        request = SummarizeRequest(text, min_length, max_length)
+        worker = self.worker("summarization")
+        generator = await self._continuous(worker)
+        if generator is not None:
+            task: SummarizationTask = worker.task  # type: ignore[assignment]
+            return await task.summarize_continuously(generator, request, worker.call)
+        try:
+            result: Summary = await worker.submit(request)
+        finally:
+            request.cancelled.set()  # if it is still running: nobody waits for the rest
         return result
 
     async def chat(
         self, messages: Sequence[ChatMessage], *, max_new_tokens: int = 256
     ) -> ChatReply:
         """The assistant's answer to a conversation."""
-        result: ChatReply = await self.worker("chat").submit(
-            ChatRequest(tuple(messages), max_new_tokens)
-        )
+        worker = self.worker("chat")
+        generator = await self._continuous(worker)
+        if generator is not None:
+            task: ChatTask = worker.task  # type: ignore[assignment]
+            prompt = await worker.call(task.prompt, tuple(messages), max_new_tokens)
+            text = await generator.complete(prompt.ids, max_new_tokens)
+            return ChatReply(text, len(prompt.ids), prompt.turns_used)
+        request = ChatRequest(tuple(messages), max_new_tokens)
+        try:
+            result: ChatReply = await worker.submit(request)
+        finally:
+            request.cancelled.set()
         return result
 
     async def chat_stream(
         self, messages: Sequence[ChatMessage], *, max_new_tokens: int = 256
     ) -> AsyncGenerator[str, None]:
-        """The answer as it is generated, in pieces; still batched with concurrent requests."""
+        """The answer as it is generated, in pieces.
+
+        Closing the iterator (the caller went away, timed out or was cancelled) stops the
+        generation at its next token.
+        """
+        worker = self.worker("chat")
+        generator = await self._continuous(worker)
+        if generator is not None:
+            task: ChatTask = worker.task  # type: ignore[assignment]
+            prompt = await worker.call(task.prompt, tuple(messages), max_new_tokens)
+            async for piece in generator.stream(prompt.ids, max_new_tokens):
+                yield piece
+            return
+        async for piece in self._batched_chat_stream(messages, max_new_tokens):
+            yield piece
+
+    async def _batched_chat_stream(
+        self, messages: Sequence[ChatMessage], max_new_tokens: int
+    ) -> AsyncGenerator[str, None]:
         loop = asyncio.get_running_loop()
         pieces: asyncio.Queue[str] = asyncio.Queue()
 
@@ -235,7 +285,18 @@ class InferenceEngine:
                     getter.cancel()
             reply.result()  # raise the worker's error, if any
         finally:
+            request.cancelled.set()
             reply.cancel()
+
+    async def _continuous(self, worker: ModelWorker[Any, Any]) -> ContinuousGenerator | None:
+        """The worker's continuous-batching generator, loading the model first; None: batched."""
+        await worker.ensure_loaded()
+        generator: ContinuousGenerator | None = getattr(worker.task, "continuous", None)
+        if generator is not None and not generator.is_alive:
+            log.error("%s: continuous batching stopped; using batched generate()", worker.role)
+            worker.task.continuous = None  # type: ignore[attr-defined]
+            return None
+        return generator
 
     async def count_tokens(self, texts: Sequence[str]) -> list[int]:
         """Token counts in the chat model's tokenizer (on the chat worker's thread)."""
@@ -244,7 +305,9 @@ class InferenceEngine:
         return await worker.call(task.count_tokens, list(texts))
 
     async def aclose(self) -> None:
-        """Stop every worker."""
+        """Stop every worker and generation thread; each waits a bounded time."""
+        generators = [getattr(w.task, "continuous", None) for w in self._workers.values()]
+        await asyncio.gather(*(g.aclose() for g in generators if g is not None))
         await asyncio.gather(*(worker.aclose() for worker in self._workers.values()))
         self._workers.clear()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -33,6 +34,9 @@ class GenerativeModel:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         auto_class = AutoModelForSeq2SeqLM if self.is_seq2seq else AutoModelForCausalLM
         self.model = load_model(auto_class, source, plan)
+        if self.model.generation_config.eos_token_id is None:
+            # Without it generate() would never stop before max_new_tokens.
+            self.model.generation_config.eos_token_id = self.tokenizer.eos_token_id
         self.context_tokens = context_limit(self.tokenizer, config)
         self.has_chat_template = bool(getattr(self.tokenizer, "chat_template", None))
         self._device = self.model.device
@@ -60,9 +64,14 @@ class GenerativeModel:
         max_new_tokens: int,
         min_new_tokens: int = 0,
         sinks: Sequence[TextSink | None] | None = None,
+        cancelled: Sequence[threading.Event | None] | None = None,
         **generate_kwargs: Any,
     ) -> list[str]:
-        """Generate for a batch of token-id prompts; returns only the new text of each."""
+        """Generate for a batch of token-id prompts; returns only the new text of each.
+
+        A row whose ``cancelled`` event is set stops at the next token (its caller went away),
+        and generation ends when every row has stopped.
+        """
         batch = self.tokenizer.pad({"input_ids": list(prompts)}, return_tensors="pt")
         batch = {name: tensor.to(self._device) for name, tensor in batch.items()}
         # Never ask for more tokens than the model has positions for (the decoder's own,
@@ -71,6 +80,8 @@ class GenerativeModel:
         max_new_tokens = max(1, min(max_new_tokens, self.context_tokens - used))
         min_new_tokens = min(min_new_tokens, max_new_tokens)
         streamer = _RowStreamer(self.tokenizer, sinks) if sinks and any(sinks) else None
+        if cancelled and any(cancelled):
+            generate_kwargs["stopping_criteria"] = _stop_cancelled_rows(cancelled)
         output = self.model.generate(
             **batch,
             max_new_tokens=max_new_tokens,
@@ -83,6 +94,32 @@ class GenerativeModel:
         texts = self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
         return [text.strip() for text in texts]
 
+    def generate_ids(self, prompt: list[int], *, max_new_tokens: int) -> list[int]:
+        """Greedy new token ids for one prompt (stop token included), as generate() makes them."""
+        inputs = torch.tensor([prompt], device=self._device)
+        with torch.inference_mode():
+            output = self.model.generate(
+                inputs,
+                attention_mask=torch.ones_like(inputs),
+                max_new_tokens=max_new_tokens,
+                pad_token_id=self.tokenizer.pad_token_id,
+                do_sample=False,
+                num_beams=1,
+            )
+        return [int(token) for token in output[0, len(prompt) :].tolist()]
+
+
+def _stop_cancelled_rows(events: Sequence[threading.Event | None]) -> Any:
+    """A stopping criterion for ``generate()``: rows whose caller has gone away are finished."""
+    from transformers import StoppingCriteria, StoppingCriteriaList
+
+    class CancelledRows(StoppingCriteria):
+        def __call__(self, input_ids: torch.Tensor, scores: Any, **kwargs: Any) -> torch.Tensor:
+            flags = [event is not None and event.is_set() for event in events]
+            return torch.tensor(flags, dtype=torch.bool, device=input_ids.device)
+
+    return StoppingCriteriaList([CancelledRows()])
+
 
 class _RowStreamer:
     """A ``generate()`` streamer for a batch: hands each row's new text to that row's sink."""
@@ -94,7 +131,7 @@ class _RowStreamer:
         self._sent: list[str] = ["" for _ in sinks]
         self._finished = [False for _ in sinks]
         self._skip_next = True  # generate() first hands over the prompt (or decoder start)
-        self._stop_ids = _stop_token_ids(tokenizer)
+        self._stop_ids = stop_token_ids(tokenizer)
 
     def put(self, value: torch.Tensor) -> None:
         if self._skip_next:
@@ -124,6 +161,9 @@ class _RowStreamer:
         self._sent[row] = text
 
 
-def _stop_token_ids(tokenizer: Any) -> set[int]:
-    ids = {tokenizer.eos_token_id, tokenizer.pad_token_id}
-    return {token for token in ids if isinstance(token, int)}
+def stop_token_ids(tokenizer: Any, generation_config: Any = None) -> set[int]:
+    """Token ids that end an answer: the tokenizer's end and padding, the model's end tokens."""
+    ids: set[Any] = {tokenizer.eos_token_id, tokenizer.pad_token_id}
+    configured = getattr(generation_config, "eos_token_id", None)
+    ids |= set(configured) if isinstance(configured, list) else {configured}
+    return {token for token in ids if isinstance(token, int) and token >= 0}

@@ -91,6 +91,7 @@ class ModelWorker(Generic[P, R]):
         self._load_failed_at = 0.0
         self._seconds_per_batch = 1.0
         self._runner: asyncio.Task[None] | None = None
+        self._running: list[_Request[P, R]] = []  # the group on the model thread now
         self.batches_run = 0
         self.loading_since: float | None = None  # time.monotonic() of the load under way
         self.load_seconds: float | None = None  # how long the successful load took
@@ -138,14 +139,14 @@ class ModelWorker(Generic[P, R]):
             raise self._unavailable(self._load_error)
 
     async def aclose(self) -> None:
-        """Stop batching and fail what is still queued."""
+        """Stop batching and fail what is queued or running (its callers stop waiting)."""
+        pending = list(self._running)  # before cancelling the batcher, which forgets it
         if self._runner is not None:
             self._runner.cancel()
             await asyncio.gather(self._runner, return_exceptions=True)
         while not self._queue.empty():
-            _, _, request = self._queue.get_nowait()
-            if not request.future.done():
-                request.future.set_exception(InferenceError("The bot is shutting down."))
+            pending.append(self._queue.get_nowait()[2])
+        self._fail(pending, InferenceError("The bot is shutting down."))
         # Let the batch on the thread finish (briefly), so no model work outlives the loop.
         finishing = asyncio.to_thread(self._executor.shutdown, wait=True, cancel_futures=True)
         with contextlib.suppress(TimeoutError):
@@ -213,7 +214,11 @@ class ModelWorker(Generic[P, R]):
         for group in groups.values():
             started = time.perf_counter()
             payloads = [request.payload for request in group]
-            results = await loop.run_in_executor(self._executor, self._run_in_thread, payloads)
+            self._running = group
+            try:
+                results = await loop.run_in_executor(self._executor, self._run_in_thread, payloads)
+            finally:
+                self._running = []
             elapsed = time.perf_counter() - started
             self._seconds_per_batch = 0.8 * self._seconds_per_batch + 0.2 * elapsed
             self.batches_run += 1

@@ -168,6 +168,21 @@ async def test_request_timeout_fails_only_that_request() -> None:
     await worker.aclose()
 
 
+async def test_shutdown_fails_the_running_batch_instead_of_leaving_it_waiting() -> None:
+    task = GateTask()
+    worker: ModelWorker[int, int] = ModelWorker(
+        "test", task, WorkerLimits(max_batch_size=1, max_wait_s=0, timeout_s=30)
+    )
+    running = asyncio.ensure_future(worker.submit(1))
+    await asyncio.sleep(0.05)  # on the model thread, blocked on the gate
+    closing = asyncio.ensure_future(worker.aclose())
+
+    with pytest.raises(InferenceError, match="shutting down"):
+        await asyncio.wait_for(running, 5)
+    task.gate.set()
+    await closing
+
+
 async def test_out_of_memory_splits_the_batch_and_retries_once() -> None:
     task = GateTask(oom_above=2)
     task.gate.set()

@@ -1,14 +1,18 @@
 from __future__ import annotations
 
 import asyncio
+import time
+from pathlib import Path
+from typing import Any
 
 import pytest
 
-from bot.errors import InvalidInputError
+from bot.errors import InferenceError, InvalidInputError
 from bot.inference.chat import ChatMessage, ChatTask
 from bot.inference.engine import EngineConfig, InferenceEngine
-from bot.inference.summarize import SummarizationTask
+from bot.inference.summarize import SummarizationTask, SummarizeRequest, Summary
 from tests.conftest import TinyModels
+from tests.unit.causal_models import build_endless_llama
 
 LONG_TEXT = " ".join(
     f"Point {i}: the team discussed release {i} and agreed to ship it on day {i}."
@@ -116,15 +120,108 @@ async def test_seq2seq_chat_models_answer_from_the_recent_turns(tiny_models: Tin
     assert all(r.text for r in replies)
 
 
-async def test_concurrent_chats_are_generated_in_one_batch(engine: InferenceEngine) -> None:
+async def test_concurrent_chats_are_generated_together(engine: InferenceEngine) -> None:
     worker = engine.worker("chat")
     await worker.ensure_loaded()
+    generator = worker.task.continuous
+    assert generator is not None  # a causal LM: continuous batching
     conversations = [[ChatMessage("user", f"hello number {i}")] for i in range(4)]
+    most_at_once = 0
 
+    async def watch() -> None:
+        nonlocal most_at_once
+        while True:
+            most_at_once = max(most_at_once, generator.in_flight)
+            await asyncio.sleep(0)
+
+    watcher = asyncio.create_task(watch())
     replies = await asyncio.gather(*(engine.chat(c, max_new_tokens=10) for c in conversations))
+    watcher.cancel()
+
+    assert most_at_once == 4
+    assert worker.batches_run == 0
+    assert all(reply.text for reply in replies)
+
+
+async def test_concurrent_chats_share_one_batch_when_continuous_batching_is_off(
+    tiny_models: TinyModels,
+) -> None:
+    engine = InferenceEngine(
+        EngineConfig(models={"chat": tiny_models.chat}, device="cpu", continuous_batching="off")
+    )
+    try:
+        worker = engine.worker("chat")
+        await worker.ensure_loaded()
+        conversations = [[ChatMessage("user", f"hello number {i}")] for i in range(4)]
+        replies = await asyncio.gather(*(engine.chat(c, max_new_tokens=10) for c in conversations))
+    finally:
+        await engine.aclose()
 
     assert worker.batches_run == 1
     assert all(reply.text for reply in replies)
+
+
+async def test_a_batched_answer_stops_when_its_caller_goes_away(
+    tiny_models: TinyModels, tmp_path: Path
+) -> None:
+    endless = build_endless_llama(tmp_path, tiny_models.chat)
+    engine = InferenceEngine(
+        EngineConfig(models={"chat": endless}, device="cpu", continuous_batching="off")
+    )
+    worker = engine.worker("chat")
+    await worker.ensure_loaded()
+    task = worker.task
+    assert isinstance(task, ChatTask) and task.model is not None
+    generated: list[str] = []
+    original = task.model.generate
+
+    def recording(*args: Any, **kwargs: Any) -> list[str]:
+        texts = original(*args, **kwargs)
+        generated.extend(texts)
+        return texts
+
+    task.model.generate = recording  # type: ignore[method-assign]
+    try:
+        stream = engine.chat_stream([ChatMessage("user", "go on")], max_new_tokens=400)
+        assert await anext(stream)
+        await stream.aclose()
+        deadline = time.monotonic() + 60
+        while not generated:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.01)
+    finally:
+        await engine.aclose()
+
+    assert task.model.count_tokens(generated[0]) < 200  # stopped long before its 400 tokens
+
+
+async def test_a_summary_whose_caller_left_is_dropped_between_rounds(
+    engine: InferenceEngine,
+) -> None:
+    worker = engine.worker("summarization")
+    await worker.ensure_loaded()
+    task = worker.task
+    assert isinstance(task, SummarizationTask)
+    staying, leaving = SummarizeRequest(LONG_TEXT, 2, 8), SummarizeRequest(LONG_TEXT, 2, 8)
+    calls: list[int] = []
+    original = task._summarize
+
+    def spy(texts: list[str], low: int, high: int) -> list[str]:
+        calls.append(len(texts))
+        leaving.cancelled.set()  # its caller goes away during the first round
+        return original(texts, low, high)
+
+    task._summarize = spy  # type: ignore[method-assign]
+    results = await worker.call(task.run_batch, [staying, leaving])
+    calls_both = list(calls)
+    calls.clear()
+    alone = await worker.call(task.run_batch, [SummarizeRequest(LONG_TEXT, 2, 8)])
+
+    assert isinstance(results[0], Summary) and isinstance(alone[0], Summary)
+    assert results[0].chunks == alone[0].chunks > 1
+    assert isinstance(results[1], InferenceError)
+    assert calls_both[0] == 2 * calls[0]  # the first round read both texts
+    assert calls_both[1:] == calls[1:]  # later rounds only the one still wanted
 
 
 async def test_members_cannot_forge_control_tokens(engine: InferenceEngine) -> None:
