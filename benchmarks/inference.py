@@ -8,13 +8,20 @@ with a freshly initialised two-label head) on the same messages three ways:
 
 - naive:  the tutorial pattern, one ``pipeline(text)`` call per message on the event loop;
 - engine: every message submitted at once through the bot's engine (batched, off the loop);
-- raw:    the pipeline's own batched call on the whole list, no bot;
+- raw:    the pipeline's own batched call on the whole list, no bot (run on the model's
+  thread, so that it and the engine use the same torch thread pool);
 - raw_sorted: the same call on the list sorted by length, which is what the engine does with
   the messages waiting at once (batches of similar lengths waste less on padding).
 
-Chat: the default SmolLM2-135M-Instruct GGUF; aggregate generated tokens/s of 8 conversations
-answered concurrently by the engine, one after another by the engine, and by one raw
-batched ``generate()`` call.
+Chat: the default SmolLM2-135M-Instruct GGUF, greedy, 64 new tokens:
+
+- throughput: aggregate generated tokens/s of 8 conversations answered concurrently by the
+  engine, one after another by the engine, and by one raw left-padded ``generate()`` call;
+- staggered: 6 conversations arriving one second apart; time to the first piece of each
+  answer over that of a request alone (p50 and worst);
+- prefix reuse: time to the first piece of a channel's next message (about 500 tokens of
+  history, which the previous message left in the KV cache) over that of a conversation of
+  the same length the cache has not seen.
 
 A 1 ms ticker measures how late the event loop runs during each run. Runs are interleaved
 and repeated; rates are medians. The script prints one JSON object; ratios compare runs made
@@ -25,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import logging
 import statistics
@@ -48,7 +56,10 @@ from bot.settings import default_chat_model
 
 BATCH_SIZE = 32
 CHAT_CONVERSATIONS = 8
-CHAT_NEW_TOKENS = 48
+CHAT_NEW_TOKENS = 64
+STAGGERED_REQUESTS = 6
+STAGGER_S = 1.0
+PREFIX_TURNS = 12  # exchanges of history in the prefix-reuse run
 
 _WORDS = str.split(
     "the release went out friday and everyone was happy about the new moderation tools "
@@ -175,27 +186,40 @@ async def classification(device: str, count: int, rounds: int) -> dict[str, Any]
             results = await asyncio.gather(*(engine.classify([t]) for t in texts))
             return [labels_of_the_one_text for [labels_of_the_one_text] in results]
 
+        # The raw calls run on the engine's model thread: torch's CPU thread pool belongs to
+        # the thread that calls it, and the first run after a switch pays for the change.
+        model_thread = engine.worker("sentiment").call
+        batched = functools.partial(pipe, batch_size=BATCH_SIZE, truncation=True)
+
         async def raw() -> list[Any]:
-            return list(pipe(texts, batch_size=BATCH_SIZE, truncation=True))
+            return list(await model_thread(batched, texts))
 
         by_length = sorted(texts, key=len)
 
         async def raw_sorted() -> list[Any]:  # the same call, with the engine's length trick
-            outputs = pipe(by_length, batch_size=BATCH_SIZE, truncation=True)
+            outputs = await model_thread(batched, by_length)
             label_of = dict(zip(by_length, outputs, strict=True))
             return [label_of[text] for text in texts]
 
         ways = {"naive": naive, "engine": through_engine, "raw": raw, "raw_sorted": raw_sorted}
         runs: dict[str, list[tuple[float, float]]] = {name: [] for name in ways}
         labels: dict[str, list[str]] = {}
-        for name, run in ways.items():
-            # Each way in a block after one untimed run: torch's CPU thread pool belongs to
-            # the thread that calls it, and the first run after a switch pays for the change.
-            await run()
-            for _ in range(rounds):
-                seconds, lag_ms, result = await timed(run)
-                runs[name].append((seconds, lag_ms))
-                labels[name] = [_top_label(item) for item in result]
+
+        async def measure(name: str) -> None:
+            seconds, lag_ms, result = await timed(ways[name])
+            runs[name].append((seconds, lag_ms))
+            labels[name] = [_top_label(item) for item in result]
+
+        # The naive way in a block of its own (it runs on the event loop's thread); the others
+        # interleaved round by round, so that a busy spell on a shared machine hits them alike.
+        await naive()
+        for _ in range(rounds):
+            await measure("naive")
+        for name in ("engine", "raw", "raw_sorted"):
+            await ways[name]()
+        for _ in range(rounds):
+            for name in ("engine", "raw", "raw_sorted"):
+                await measure(name)
         await engine.aclose()
 
     rate = {
@@ -224,19 +248,82 @@ def _top_label(item: Any) -> str:
     return item.label if hasattr(item, "label") else str(item["label"])
 
 
-async def chat(device: str, model: str, rounds: int) -> dict[str, Any]:
+def _conversation(question: str, system: str = "You are a helpful assistant.") -> list[ChatMessage]:
+    return [ChatMessage("system", system), ChatMessage("user", question)]
+
+
+async def first_piece_s(engine: InferenceEngine, messages: list[ChatMessage]) -> float:
+    """Seconds from asking to the first piece of the answer (the whole answer is read)."""
+    started = time.perf_counter()
+    first: float | None = None
+    async for _ in engine.chat_stream(messages, max_new_tokens=CHAT_NEW_TOKENS):
+        if first is None:
+            first = time.perf_counter() - started
+    assert first is not None, "the model answered nothing"
+    return first
+
+
+async def staggered(engine: InferenceEngine, runs: int, stagger_s: float) -> dict[str, Any]:
+    """Time to first token of requests arriving ``stagger_s`` apart, over that of one alone."""
+    alone: list[float] = []
+    arriving: list[float] = []
+    for run in range(runs):
+        questions = [_QUESTIONS[(run + i) % len(_QUESTIONS)] for i in range(STAGGERED_REQUESTS)]
+        alone.append(await first_piece_s(engine, _conversation(questions[-1])))
+
+        async def arrive(index: int, question: str) -> float:
+            await asyncio.sleep(index * stagger_s)
+            return await first_piece_s(engine, _conversation(question))
+
+        arriving += await asyncio.gather(*(arrive(i, q) for i, q in enumerate(questions)))
+    alone_s = statistics.median(alone)
+    return {
+        "chat_ttft_alone_s": round(alone_s, 3),
+        "chat_ttft_p50_s": round(statistics.median(arriving), 3),
+        "chat_ttft_max_s": round(max(arriving), 3),
+        "chat_ttft_p50_over_alone": round(statistics.median(arriving) / alone_s, 2),
+        "chat_ttft_max_over_alone": round(max(arriving) / alone_s, 2),
+    }
+
+
+def _history(seed: int, turns: int) -> list[ChatMessage]:
+    """A channel's conversation of ``turns`` exchanges, different for each seed."""
+    messages = [ChatMessage("system", "You are a helpful assistant in a Discord server.")]
+    for turn in range(turns):
+        words = [_WORDS[(seed * 31 + turn * 7 + j * 3) % len(_WORDS)] for j in range(24)]
+        messages.append(ChatMessage("user", f"member{turn % 3}: {' '.join(words)}"))
+        messages.append(ChatMessage("assistant", " ".join(reversed(words[:12]))))
+    return messages
+
+
+async def prefix_reuse(engine: InferenceEngine, rounds: int) -> dict[str, Any]:
+    """Time to first token of a channel's next message (its history already in the cache)
+    against that of a channel of the same length the cache has not seen."""
+    warm: list[float] = []
+    cold: list[float] = []
+    for round_ in range(rounds):
+        history = _history(2 * round_, PREFIX_TURNS)
+        await first_piece_s(engine, history[:-1])  # the channel's previous message
+        follow_up = [*history, ChatMessage("user", "member0: and what do you think?")]
+        warm.append(await first_piece_s(engine, follow_up))
+        other = [*_history(2 * round_ + 1, PREFIX_TURNS), follow_up[-1]]
+        cold.append(await first_piece_s(engine, other))
+    return {
+        "chat_prefix_history_tokens": sum(await engine.count_tokens([m.content for m in other])),
+        "chat_ttft_prefix_cached_s": round(statistics.median(warm), 3),
+        "chat_ttft_prefix_cold_s": round(statistics.median(cold), 3),
+        "chat_prefix_cached_over_cold": round(statistics.median(warm) / statistics.median(cold), 2),
+    }
+
+
+async def chat(device: str, model: str, rounds: int, stagger_s: float) -> dict[str, Any]:
     plan = resolve_device(device)
-    conversations = [
-        [
-            ChatMessage("system", "You are a helpful assistant."),
-            ChatMessage("user", question),
-        ]
-        for question in _QUESTIONS[:CHAT_CONVERSATIONS]
-    ]
+    conversations = [_conversation(q) for q in _QUESTIONS[:CHAT_CONVERSATIONS]]
     engine = InferenceEngine(
         EngineConfig(models={"chat": model}, device=device, limits=WorkerLimits(timeout_s=600))
     )
     await engine.worker("chat").ensure_loaded()
+    generator = getattr(engine.worker("chat").task, "continuous", None)
     # The raw side: the same weights, prompts and greedy decoding in one generate() call.
     raw_model = GenerativeModel(ModelSource.parse(model), plan)
     prompts = [
@@ -273,6 +360,8 @@ async def chat(device: str, model: str, rounds: int) -> dict[str, Any]:
         lags.append(lag_ms)
         seconds, _, raw_texts = await timed(raw_call)
         raw_rates.append(count(raw_texts) / seconds)
+    result = await staggered(engine, rounds, stagger_s)
+    result |= await prefix_reuse(engine, rounds)
     await engine.aclose()
 
     sequential_rate = count(sequential_texts) / sequential_s
@@ -280,6 +369,7 @@ async def chat(device: str, model: str, rounds: int) -> dict[str, Any]:
     raw_rate = statistics.median(raw_rates)
     return {
         "chat_model": Path(model).name,
+        "chat_continuous_batching": generator is not None,
         "chat_conversations": CHAT_CONVERSATIONS,
         "chat_max_new_tokens": CHAT_NEW_TOKENS,
         "chat_tokens_per_s_one_at_a_time": round(sequential_rate, 1),
@@ -287,11 +377,14 @@ async def chat(device: str, model: str, rounds: int) -> dict[str, Any]:
         "chat_tokens_per_s_raw": round(raw_rate, 1),
         "chat_batch_speedup": round(concurrent_rate / sequential_rate, 2),
         "chat_engine_vs_raw": round(concurrent_rate / raw_rate, 2),
+        "chat_same_answers_as_raw": sum(
+            a == b for a, b in zip(concurrent_texts, raw_texts, strict=True)
+        ),
         "max_loop_lag_ms_chat": round(max(lags), 1),
         "chat_mean_answer_tokens": round(
             statistics.mean(raw_model.count_tokens(t) for t in concurrent_texts), 1
         ),
-    }
+    } | result
 
 
 async def main(args: argparse.Namespace) -> dict[str, Any]:
@@ -301,7 +394,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     }
     result |= await classification(args.device, args.messages, args.rounds)
     if not args.skip_chat:
-        result |= await chat(args.device, args.chat_model, max(1, args.rounds // 2))
+        result |= await chat(args.device, args.chat_model, max(1, args.rounds // 2), args.stagger_s)
     return result
 
 
@@ -315,6 +408,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=5, help="timed rounds (the median counts)")
     parser.add_argument("--chat-model", default=default_chat_model(), help="chat model")
     parser.add_argument("--skip-chat", action="store_true", help="classification only")
+    parser.add_argument(
+        "--stagger-s", type=float, default=STAGGER_S, help="seconds between staggered requests"
+    )
     return parser.parse_args(argv)
 
 

@@ -11,12 +11,13 @@ earlier batch to finish, and every request carries its own ``max_new_tokens``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import itertools
 import logging
 import math
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -149,43 +150,62 @@ class ContinuousGenerator:
         Closing the iterator early (the caller went away, timed out or was cancelled) cancels
         the request in the running batch, so it stops using the model at the next step.
         """
+        decoder = _TextDecoder(self._model.tokenizer, self._stop_ids)
+        outputs = self._outputs(prompt, max_new_tokens, streaming=True)
+        async with contextlib.aclosing(outputs):
+            async for output in outputs:
+                piece = decoder.update(output.generated_tokens, final=output.is_finished())
+                if piece:
+                    yield piece
+
+    async def complete(self, prompt: Sequence[int], max_new_tokens: int) -> str:
+        """The whole answer to ``prompt``, stripped (as the batched path returns it)."""
+        decoder = _TextDecoder(self._model.tokenizer, self._stop_ids)
+        # Nobody reads the pieces: one output at the end instead of one per step.
+        outputs = self._outputs(prompt, max_new_tokens, streaming=False)
+        async with contextlib.aclosing(outputs):
+            async for output in outputs:
+                decoder.update(output.generated_tokens, final=output.is_finished())
+        return decoder.text.strip()
+
+    async def _outputs(
+        self, prompt: Sequence[int], max_new_tokens: int, *, streaming: bool
+    ) -> AsyncGenerator[Any, None]:
+        """The library's outputs for one request, the last one finished; closing cancels it."""
         if not self.is_alive:
             raise InferenceError("The model failed on this request.")
         if len(self._streams) >= self._limits.queue_limit:
             raise BusyError(self.role, self._estimated_wait_s(max_new_tokens))
         max_new_tokens = max(1, min(max_new_tokens, self._model.context_tokens - len(prompt)))
         request_id = f"{self.role}-{next(self._ids)}"
-        outputs: asyncio.Queue[Any] = asyncio.Queue()
-        self._streams[request_id] = outputs
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+        self._streams[request_id] = queue
         # The handler goes in first: a quick request may finish before add_request returns.
-        self._manager.register_result_handler(request_id, outputs.put_nowait)
+        self._manager.register_result_handler(request_id, queue.put_nowait)
         finished = False
-        decoder = _TextDecoder(self._model.tokenizer, self._stop_ids)
         started = time.perf_counter()
         deadline = asyncio.get_running_loop().time() + self._limits.timeout_s
         try:
             added = self._manager.add_request(
-                list(prompt), request_id=request_id, max_new_tokens=max_new_tokens, streaming=True
+                list(prompt),
+                request_id=request_id,
+                max_new_tokens=max_new_tokens,
+                streaming=streaming,
             )
             if added is None:  # the manager refused it: its thread is stopping or died
                 raise InferenceError("The model failed on this request.")
             while not finished:
-                output = await self._next_output(outputs, deadline)
+                output = await self._next_output(queue, deadline)
                 finished = output.is_finished()
-                piece = decoder.update(output.generated_tokens, final=finished)
-                if piece:
-                    yield piece
-            self._record_speed(time.perf_counter() - started, len(decoder.tokens))
+                if finished:
+                    tokens = len(output.generated_tokens)
+                    self._record_speed(time.perf_counter() - started, tokens)
+                yield output
         finally:
             self._streams.pop(request_id, None)
             if not finished:
                 self._manager.cancel_request(request_id)
                 self._forget_handler(request_id)
-
-    async def complete(self, prompt: Sequence[int], max_new_tokens: int) -> str:
-        """The whole answer to ``prompt``, stripped (as the batched path returns it)."""
-        pieces = [piece async for piece in self.stream(prompt, max_new_tokens)]
-        return "".join(pieces).strip()
 
     async def aclose(self) -> None:
         """Fail what is waiting or running, then stop the generation thread (bounded)."""
@@ -282,7 +302,7 @@ class _TextDecoder:
     def __init__(self, tokenizer: Any, stop_ids: set[int]) -> None:
         self._tokenizer = tokenizer
         self._stop_ids = stop_ids
-        self._sent = ""
+        self.text = ""  # what has been decoded so far
         self.tokens: list[int] = []
 
     def update(self, generated: Sequence[int], *, final: bool) -> str:
@@ -297,9 +317,9 @@ class _TextDecoder:
         self.tokens = tokens
         text: str = self._tokenizer.decode(tokens, skip_special_tokens=True)
         # A multi-byte character split over tokens decodes to U+FFFD until complete.
-        if (text.endswith("\ufffd") and not final) or len(text) <= len(self._sent):
+        if (text.endswith("\ufffd") and not final) or len(text) <= len(self.text):
             return ""
-        piece, self._sent = text[len(self._sent) :], text
+        piece, self.text = text[len(self.text) :], text
         return piece
 
 
