@@ -16,6 +16,7 @@ import copy
 import itertools
 import logging
 import math
+import queue
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import dataclass
@@ -206,6 +207,7 @@ class ContinuousGenerator:
             if not finished:
                 self._manager.cancel_request(request_id)
                 self._forget_handler(request_id)
+            self._drop_stray_outputs()
 
     async def aclose(self) -> None:
         """Fail what is waiting or running, then stop the generation thread (bounded)."""
@@ -244,6 +246,15 @@ class ContinuousGenerator:
         if router is not None and isinstance(handlers, dict):
             with router._lock:
                 handlers.pop(request_id, None)
+
+    def _drop_stray_outputs(self) -> None:
+        # Every request of ours has a handler, so the library's shared queue only gets the last
+        # output of a request cancelled during a step (it comes after its handler has gone).
+        # Nobody reads that queue: left there, one output per cancelled request would pile up.
+        strays = self._manager.output_router.output_queue
+        with contextlib.suppress(queue.Empty):
+            while True:
+                strays.get_nowait()
 
     def _estimated_wait_s(self, max_new_tokens: int) -> float:
         rounds = len(self._streams) / max(1, self._limits.max_requests)

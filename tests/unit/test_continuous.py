@@ -94,6 +94,26 @@ async def wait_until(condition: Callable[[], bool], timeout: float = 30) -> None
         await asyncio.sleep(0.01)
 
 
+class StepCounter:
+    """Counts the model's forward passes: each step of the running batch is one."""
+
+    def __init__(self, generator: ContinuousGenerator) -> None:
+        self.steps = 0
+        self._hook = generator._model.model.register_forward_hook(self._count)
+
+    def _count(self, *_: Any) -> None:  # on the generation thread
+        self.steps += 1
+
+    def close(self) -> None:
+        self._hook.remove()
+
+
+# Steps a cancelled request may still take: the one running when it was cancelled, and the one
+# the generation thread may have started before it read the cancellation (an uncancelled
+# request of these tests would take hundreds more).
+STEPS_AFTER_CANCEL = 10
+
+
 async def idle(generator: ContinuousGenerator, timeout: float = 10) -> bool:
     """Wait until the manager runs and waits for nothing."""
     deadline = time.monotonic() + timeout
@@ -160,40 +180,67 @@ async def test_a_later_request_does_not_wait_for_an_earlier_one(
 
 async def test_closing_the_stream_cancels_the_request(endless: InferenceEngine) -> None:
     generator = await generator_of(endless)
+    counter = StepCounter(generator)
     stream = endless.chat_stream(conversation("tell me everything"), max_new_tokens=400)
     pieces = [await anext(stream), await anext(stream)]
 
     await stream.aclose()  # the caller went away
+    steps_at_close = counter.steps
 
     assert all(pieces)
     assert await idle(generator, timeout=5)
+    assert counter.steps - steps_at_close <= STEPS_AFTER_CANCEL  # it left the running batch
     assert generator._manager.output_router.result_handlers == {}
+
+
+async def test_cancelled_requests_leave_nothing_behind(endless: InferenceEngine) -> None:
+    generator = await generator_of(endless)
+    router = generator._manager.output_router
+    for _ in range(3):
+        streams = [endless.chat_stream(conversation(q), max_new_tokens=400) for q in QUESTIONS]
+        for stream in streams:
+            await anext(stream)
+        for stream in streams:  # each closed while the others keep the batch stepping
+            await anext(stream)
+            await stream.aclose()
+    assert await idle(generator, timeout=5)
+    assert (await endless.chat(conversation("next"), max_new_tokens=2)).text
+
+    # No handler and no output nobody will read (the last output of a request cancelled
+    # during a step comes after its handler has gone).
+    assert router.result_handlers == {}
+    assert router.output_queue.empty()
 
 
 async def test_cancelling_the_caller_cancels_the_request(endless: InferenceEngine) -> None:
     generator = await generator_of(endless)
+    counter = StepCounter(generator)
 
     async def consume() -> None:
         async for _ in endless.chat_stream(conversation("go on"), max_new_tokens=400):
             pass
 
     caller = asyncio.create_task(consume())
-    await wait_until(lambda: generator.in_flight > 0)
-    await asyncio.sleep(0.05)
+    await wait_until(lambda: counter.steps > 2)  # it is generating
     caller.cancel()
 
     with pytest.raises(asyncio.CancelledError):
         await caller
+    steps_at_cancel = counter.steps
     assert await idle(generator, timeout=5)
+    assert counter.steps - steps_at_cancel <= STEPS_AFTER_CANCEL
 
 
 async def test_a_request_past_its_timeout_is_cancelled(endless_model: str) -> None:
     engine = make_engine(endless_model, timeout_s=0.3)
     try:
         generator = await generator_of(engine)
+        counter = StepCounter(generator)
         with pytest.raises(InferenceTimeoutError):
             await engine.chat(conversation("go on and on"), max_new_tokens=400)
+        steps_at_timeout = counter.steps
         assert await idle(generator, timeout=5)
+        assert counter.steps - steps_at_timeout <= STEPS_AFTER_CANCEL
         reply = await engine.chat(conversation("short"), max_new_tokens=2)  # still serving
     finally:
         await engine.aclose()
@@ -318,12 +365,14 @@ async def test_a_cancelled_summary_stops_between_parts(endless_model: str) -> No
             return add(*args, **kwargs)
 
         generator._manager.add_request = counting  # type: ignore[method-assign]
+        counter = StepCounter(generator)
         summary = asyncio.create_task(engine.summarize(LONG_TEXT, min_length=2, max_length=400))
-        await wait_until(lambda: generator.in_flight > 0)
+        await wait_until(lambda: generator.in_flight > 0 and counter.steps > 2)
         parts = len(added)
         summary.cancel()
         with pytest.raises(asyncio.CancelledError):
             await summary
+        steps_at_cancel = counter.steps
         assert await idle(generator, timeout=5)
         await asyncio.sleep(0.3)
     finally:
@@ -331,3 +380,4 @@ async def test_a_cancelled_summary_stops_between_parts(endless_model: str) -> No
 
     assert parts > 1
     assert len(added) == parts  # nothing started after the caller went away
+    assert counter.steps - steps_at_cancel <= STEPS_AFTER_CANCEL  # the running parts stopped
