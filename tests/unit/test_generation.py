@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -222,6 +223,42 @@ async def test_a_summary_whose_caller_left_is_dropped_between_rounds(
     assert isinstance(results[1], InferenceError)
     assert calls_both[0] == 2 * calls[0]  # the first round read both texts
     assert calls_both[1:] == calls[1:]  # later rounds only the one still wanted
+
+
+async def test_a_batched_summary_whose_caller_went_away_runs_no_later_round(
+    engine: InferenceEngine,
+) -> None:
+    worker = engine.worker("summarization")
+    await worker.ensure_loaded()
+    task = worker.task
+    assert isinstance(task, SummarizationTask) and task.continuous is None  # seq2seq: batched
+    loop = asyncio.get_running_loop()
+    in_first_round, release = asyncio.Event(), threading.Event()
+    calls: list[int] = []
+    original = task._summarize
+
+    def gated(texts: list[str], low: int, high: int) -> list[str]:  # on the model thread
+        calls.append(len(texts))
+        loop.call_soon_threadsafe(in_first_round.set)
+        release.wait(60)
+        return original(texts, low, high)
+
+    task._summarize = gated  # type: ignore[method-assign]
+    summary = asyncio.create_task(engine.summarize(LONG_TEXT, min_length=2, max_length=8))
+    await asyncio.wait_for(in_first_round.wait(), 60)
+    summary.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await summary
+    release.set()
+    await worker.call(lambda: None)  # after the run that was summarising
+    read_when_cancelled = list(calls)
+    calls.clear()
+    await engine.summarize(LONG_TEXT, min_length=2, max_length=8)
+
+    # The round running when the caller left read its parts; no later round read anything,
+    # where a summary nobody cancels reads its partial summaries again.
+    assert read_when_cancelled[0] > 1 and sum(read_when_cancelled[1:]) == 0
+    assert len(calls) > 1 and sum(calls[1:]) > 0
 
 
 async def test_members_cannot_forge_control_tokens(engine: InferenceEngine) -> None:
