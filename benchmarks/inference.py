@@ -17,11 +17,12 @@ Chat: the default SmolLM2-135M-Instruct GGUF, greedy, 64 new tokens:
 
 - throughput: aggregate generated tokens/s of 8 conversations answered concurrently by the
   engine, one after another by the engine, and by one raw left-padded ``generate()`` call;
-- staggered: 6 conversations arriving one second apart; time to the first piece of each
-  answer over that of a request alone (p50 and worst);
-- prefix reuse: time to the first piece of a channel's next message (about 500 tokens of
-  history, which the previous message left in the KV cache) over that of a conversation of
-  the same length the cache has not seen.
+- staggered: 6 conversations arriving one second apart (due times from one start); time to
+  the first piece of each answer over that of a request alone (p50 and worst);
+- prefix sharing: a channel's conversation growing by one exchange per message (up to about
+  700 tokens), each message answered by two managers, one with the KV cache's prefix sharing
+  on (the pages of the earlier prompt are reused) and one with it off; time to the first
+  piece, median over the messages that had an earlier prompt.
 
 A 1 ms ticker measures how late the event loop runs during each run. Runs are interleaved
 and repeated; rates are medians. The script prints one JSON object; ratios compare runs made
@@ -47,6 +48,7 @@ from typing import Any
 import torch
 
 from bot.inference.chat import ChatMessage
+from bot.inference.continuous import ContinuousGenerator, ContinuousLimits
 from bot.inference.device import DevicePlan, resolve_device
 from bot.inference.engine import EngineConfig, InferenceEngine
 from bot.inference.generation import GenerativeModel
@@ -59,7 +61,7 @@ CHAT_CONVERSATIONS = 8
 CHAT_NEW_TOKENS = 64
 STAGGERED_REQUESTS = 6
 STAGGER_S = 1.0
-PREFIX_TURNS = 12  # exchanges of history in the prefix-reuse run
+PREFIX_TURNS = 12  # exchanges of a channel's history in the prefix-sharing run
 
 _WORDS = str.split(
     "the release went out friday and everyone was happy about the new moderation tools "
@@ -267,17 +269,38 @@ async def staggered(engine: InferenceEngine, runs: int, stagger_s: float) -> dic
     """Time to first token of requests arriving ``stagger_s`` apart, over that of one alone."""
     alone: list[float] = []
     arriving: list[float] = []
+    arrivals: list[list[float]] = []
+    running = most_running = 0
     for run in range(runs):
         questions = [_QUESTIONS[(run + i) % len(_QUESTIONS)] for i in range(STAGGERED_REQUESTS)]
         alone.append(await first_piece_s(engine, _conversation(questions[-1])))
+        start = time.perf_counter()
+        asked: list[float] = []
 
-        async def arrive(index: int, question: str) -> float:
-            await asyncio.sleep(index * stagger_s)
-            return await first_piece_s(engine, _conversation(question))
+        async def arrive(question: str, due: float, start: float, asked: list[float]) -> float:
+            nonlocal running, most_running
+            # Due times from one start: a late wake-up does not push the later arrivals back.
+            await asyncio.sleep(max(0.0, start + due - time.perf_counter()))
+            asked.append(time.perf_counter() - start)
+            running += 1
+            most_running = max(most_running, running)
+            try:
+                return await first_piece_s(engine, _conversation(question))
+            finally:
+                running -= 1
 
-        arriving += await asyncio.gather(*(arrive(i, q) for i, q in enumerate(questions)))
+        arriving += await asyncio.gather(
+            *(arrive(q, i * stagger_s, start, asked) for i, q in enumerate(questions))
+        )
+        arrivals.append(sorted(asked))
     alone_s = statistics.median(alone)
     return {
+        "chat_staggered_requests": STAGGERED_REQUESTS,
+        "chat_stagger_s": stagger_s,
+        # When each request of the first run was asked, in seconds from the first.
+        "chat_staggered_arrivals_s": [round(t, 3) for t in arrivals[0]],
+        # The most answers being generated at once: later requests joined earlier ones.
+        "chat_staggered_most_running": most_running,
         "chat_ttft_alone_s": round(alone_s, 3),
         "chat_ttft_p50_s": round(statistics.median(arriving), 3),
         "chat_ttft_max_s": round(max(arriving), 3),
@@ -296,27 +319,60 @@ def _history(seed: int, turns: int) -> list[ChatMessage]:
     return messages
 
 
-async def prefix_reuse(engine: InferenceEngine, rounds: int) -> dict[str, Any]:
-    """Time to first token of a channel's next message (its history already in the cache)
-    against that of a channel of the same length the cache has not seen."""
-    warm: list[float] = []
-    cold: list[float] = []
-    for round_ in range(rounds):
-        history = _history(2 * round_, PREFIX_TURNS)
-        await first_piece_s(engine, history[:-1])  # the channel's previous message
-        follow_up = [*history, ChatMessage("user", "member0: and what do you think?")]
-        warm.append(await first_piece_s(engine, follow_up))
-        other = [*_history(2 * round_ + 1, PREFIX_TURNS), follow_up[-1]]
-        cold.append(await first_piece_s(engine, other))
+async def _ttft_and_answer(generator: ContinuousGenerator, prompt: list[int]) -> tuple[float, str]:
+    started = time.perf_counter()
+    first: float | None = None
+    pieces: list[str] = []
+    async for piece in generator.stream(prompt, CHAT_NEW_TOKENS):
+        first = time.perf_counter() - started if first is None else first
+        pieces.append(piece)
+    assert first is not None, "the model answered nothing"
+    return first, "".join(pieces)
+
+
+async def prefix_sharing(model: str, plan: DevicePlan, turns: int) -> dict[str, Any]:
+    """Time to first token of a channel's next message as its history grows, with the cache's
+    prefix sharing on and off (two managers, each on its own copy of the model, interleaved)."""
+    generators: dict[bool, ContinuousGenerator] = {}
+    for sharing in (True, False):
+        copy = await asyncio.to_thread(GenerativeModel, ModelSource.parse(model), plan)
+        limits = ContinuousLimits(timeout_s=600, prefix_sharing=sharing)
+        generators[sharing] = await asyncio.to_thread(ContinuousGenerator, copy, limits, "chat")
+    tokens = copy.context_tokens
+    history = _history(0, turns)
+    ttft: dict[bool, list[float]] = {True: [], False: []}
+    same = measured = 0
+    try:
+        for turn in range(turns):
+            # The channel's history and the next message: the last prompt, grown by one exchange.
+            chat = [{"role": m.role, "content": m.content} for m in history[: 2 + 2 * turn]]
+            prompt = copy.chat_prompt_ids(chat)
+            if len(prompt) + CHAT_NEW_TOKENS > tokens:
+                break
+            answers = []
+            for sharing, generator in generators.items():
+                seconds, answer = await _ttft_and_answer(generator, prompt)
+                answers.append(answer)
+                if turn:  # the first message has no earlier prompt to share
+                    ttft[sharing].append(seconds)
+            same += answers[0] == answers[1]
+            measured, prompt_tokens = turn + 1, len(prompt)
+    finally:
+        await asyncio.gather(*(generator.aclose() for generator in generators.values()))
+    shared, unshared = statistics.median(ttft[True]), statistics.median(ttft[False])
     return {
-        "chat_prefix_history_tokens": sum(await engine.count_tokens([m.content for m in other])),
-        "chat_ttft_prefix_cached_s": round(statistics.median(warm), 3),
-        "chat_ttft_prefix_cold_s": round(statistics.median(cold), 3),
-        "chat_prefix_cached_over_cold": round(statistics.median(warm) / statistics.median(cold), 2),
+        "chat_prefix_turns": measured,
+        "chat_prefix_last_prompt_tokens": prompt_tokens,
+        "chat_prefix_same_answers": same,
+        "chat_ttft_prefix_shared_s": round(shared, 3),
+        "chat_ttft_prefix_unshared_s": round(unshared, 3),
+        "chat_prefix_shared_over_unshared": round(shared / unshared, 2),
     }
 
 
-async def chat(device: str, model: str, rounds: int, stagger_s: float) -> dict[str, Any]:
+async def chat(
+    device: str, model: str, rounds: int, stagger_s: float, prefix_turns: int
+) -> dict[str, Any]:
     plan = resolve_device(device)
     conversations = [_conversation(q) for q in _QUESTIONS[:CHAT_CONVERSATIONS]]
     engine = InferenceEngine(
@@ -361,8 +417,8 @@ async def chat(device: str, model: str, rounds: int, stagger_s: float) -> dict[s
         seconds, _, raw_texts = await timed(raw_call)
         raw_rates.append(count(raw_texts) / seconds)
     result = await staggered(engine, rounds, stagger_s)
-    result |= await prefix_reuse(engine, rounds)
     await engine.aclose()
+    result |= await prefix_sharing(model, plan, prefix_turns)
 
     sequential_rate = count(sequential_texts) / sequential_s
     concurrent_rate = statistics.median(concurrent_rates)
@@ -394,7 +450,10 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     }
     result |= await classification(args.device, args.messages, args.rounds)
     if not args.skip_chat:
-        result |= await chat(args.device, args.chat_model, max(1, args.rounds // 2), args.stagger_s)
+        chat_rounds = max(1, args.rounds // 2)
+        result |= await chat(
+            args.device, args.chat_model, chat_rounds, args.stagger_s, args.prefix_turns
+        )
     return result
 
 
@@ -410,6 +469,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--skip-chat", action="store_true", help="classification only")
     parser.add_argument(
         "--stagger-s", type=float, default=STAGGER_S, help="seconds between staggered requests"
+    )
+    parser.add_argument(
+        "--prefix-turns", type=int, default=PREFIX_TURNS, help="exchanges in the prefix run"
     )
     return parser.parse_args(argv)
 

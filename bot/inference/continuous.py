@@ -63,9 +63,14 @@ class ContinuousLimits:
     max_requests: int = 16
     queue_limit: int = 256
     timeout_s: float = 120.0
+    # Reuse the cached pages of a prompt that starts like an earlier one (a channel's system
+    # prompt and history) instead of reading them again.
+    prefix_sharing: bool = True
 
 
-def cache_config(context_tokens: int, max_requests: int, device: torch.device) -> Any:
+def cache_config(
+    context_tokens: int, max_requests: int, device: torch.device, *, prefix_sharing: bool = True
+) -> Any:
     """The library's config with a cache sized from the window and our limits, not free memory.
 
     The cache holds ``max_requests`` requests of up to ``TOKENS_PER_REQUEST`` tokens, and at
@@ -82,7 +87,7 @@ def cache_config(context_tokens: int, max_requests: int, device: torch.device) -
         num_blocks=math.ceil(tokens / PAGE_TOKENS),
         max_batch_tokens=max(step_tokens, max_requests),
         max_requests_per_batch=max_requests,
-        allow_block_sharing=True,  # prefix reuse: a channel's prompt starts like its last one
+        allow_block_sharing=prefix_sharing,  # a channel's prompt starts like its last one
         max_queue_size=0,  # unbounded: admission is ours (BusyError), add_request never blocks
     )
 
@@ -117,7 +122,10 @@ class ContinuousGenerator:
             self._manager = model.model.init_continuous_batching(
                 generation_config=config,
                 continuous_batching_config=cache_config(
-                    model.context_tokens, limits.max_requests, model.model.device
+                    model.context_tokens,
+                    limits.max_requests,
+                    model.model.device,
+                    prefix_sharing=limits.prefix_sharing,
                 ),
             )
             self._manager.start()
