@@ -62,6 +62,7 @@ CHAT_NEW_TOKENS = 64
 STAGGERED_REQUESTS = 6
 STAGGER_S = 1.0
 PREFIX_TURNS = 12  # exchanges of a channel's history in the prefix-sharing run
+PREFIX_NEW_TOKENS = 8  # the prefix run measures the first piece; short answers keep it quick
 
 _WORDS = str.split(
     "the release went out friday and everyone was happy about the new moderation tools "
@@ -323,7 +324,7 @@ async def _ttft_and_answer(generator: ContinuousGenerator, prompt: list[int]) ->
     started = time.perf_counter()
     first: float | None = None
     pieces: list[str] = []
-    async for piece in generator.stream(prompt, CHAT_NEW_TOKENS):
+    async for piece in generator.stream(prompt, PREFIX_NEW_TOKENS):
         first = time.perf_counter() - started if first is None else first
         pieces.append(piece)
     assert first is not None, "the model answered nothing"
@@ -347,7 +348,7 @@ async def prefix_sharing(model: str, plan: DevicePlan, turns: int) -> dict[str, 
             # The channel's history and the next message: the last prompt, grown by one exchange.
             chat = [{"role": m.role, "content": m.content} for m in history[: 2 + 2 * turn]]
             prompt = copy.chat_prompt_ids(chat)
-            if len(prompt) + CHAT_NEW_TOKENS > tokens:
+            if len(prompt) + PREFIX_NEW_TOKENS > tokens:
                 break
             answers = []
             for sharing, generator in generators.items():
