@@ -244,6 +244,11 @@ async def classification(device: str, count: int, rounds: int) -> dict[str, Any]
     }
 
 
+def _figures(seconds: float, significant: int = 3) -> float:
+    """Seconds to ``significant`` figures: a few milliseconds keep their precision too."""
+    return float(f"{seconds:.{significant}g}")
+
+
 def _top_label(item: Any) -> str:
     """The best label of one result, whichever shape the caller returned."""
     if isinstance(item, list):
@@ -302,9 +307,9 @@ async def staggered(engine: InferenceEngine, runs: int, stagger_s: float) -> dic
         "chat_staggered_arrivals_s": [round(t, 3) for t in arrivals[0]],
         # The most answers being generated at once: later requests joined earlier ones.
         "chat_staggered_most_running": most_running,
-        "chat_ttft_alone_s": round(alone_s, 3),
-        "chat_ttft_p50_s": round(statistics.median(arriving), 3),
-        "chat_ttft_max_s": round(max(arriving), 3),
+        "chat_ttft_alone_s": _figures(alone_s),
+        "chat_ttft_p50_s": _figures(statistics.median(arriving)),
+        "chat_ttft_max_s": _figures(max(arriving)),
         "chat_ttft_p50_over_alone": round(statistics.median(arriving) / alone_s, 2),
         "chat_ttft_max_over_alone": round(max(arriving) / alone_s, 2),
     }
@@ -365,8 +370,8 @@ async def prefix_sharing(model: str, plan: DevicePlan, turns: int) -> dict[str, 
         "chat_prefix_turns": measured,
         "chat_prefix_last_prompt_tokens": prompt_tokens,
         "chat_prefix_same_answers": same,
-        "chat_ttft_prefix_shared_s": round(shared, 3),
-        "chat_ttft_prefix_unshared_s": round(unshared, 3),
+        "chat_ttft_prefix_shared_s": _figures(shared),
+        "chat_ttft_prefix_unshared_s": _figures(unshared),
         "chat_prefix_shared_over_unshared": round(shared / unshared, 2),
     }
 
