@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import Callable
 
 from aiohttp import web
@@ -73,7 +74,8 @@ class MonitoringServer:
             await web.TCPSite(runner, self._host, self._requested_port).start()
         except OSError as error:
             await runner.cleanup()
-            reason = error.strerror or str(error)
+            # asyncio repeats the address in its message; the errno's own text is enough.
+            reason = os.strerror(error.errno) if error.errno else str(error)
             raise MonitoringUnavailable(
                 f"cannot serve metrics on {self._host}:{self._requested_port}: {reason}"
             ) from None
