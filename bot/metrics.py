@@ -66,10 +66,15 @@ class _GatewayLatencyCollector(Collector):
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         family = self._family()
-        if self.latencies is not None:
-            for shard_id, seconds in sorted(self.latencies()):
-                # A shard without a heartbeat answer yet reports inf; Prometheus takes +Inf.
-                family.add_metric([str(shard_id)], seconds if not math.isnan(seconds) else math.inf)
+        try:
+            # Scrapes run on a thread: a shard (dis)connecting meanwhile may change the dict
+            # behind the latencies; this scrape then goes without them, the next one has them.
+            latencies = sorted(self.latencies()) if self.latencies is not None else []
+        except RuntimeError:
+            latencies = []
+        for shard_id, seconds in latencies:
+            # A shard without a heartbeat answer yet reports inf; Prometheus takes +Inf.
+            family.add_metric([str(shard_id)], seconds if not math.isnan(seconds) else math.inf)
         yield family
 
     @staticmethod

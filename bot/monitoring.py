@@ -89,7 +89,8 @@ class MonitoringServer:
             await runner.cleanup()
 
     async def _metrics(self, _request: web.Request) -> web.Response:
-        body, content_type = self.metrics.exposition()
+        # Rendering takes milliseconds (every histogram bucket): not on the event loop.
+        body, content_type = await asyncio.to_thread(self.metrics.exposition)
         response = web.Response(body=body)
         response.headers["Content-Type"] = content_type
         return response
