@@ -87,6 +87,10 @@ def _cmd_db_downgrade(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _cmd_models_download(settings: Settings, _args: argparse.Namespace) -> int:
+    from bot.progress import show_hub_progress
+
+    # Before torch or the hub import tqdm, which reads TQDM_DISABLE once.
+    show_hub_progress(sys.stderr)  # the hub's own bars on a terminal; one line per model
     from bot.inference.loading import download_models
 
     return 0 if download_models(settings) else 1

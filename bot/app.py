@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import signal
 
@@ -16,6 +17,8 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from bot.client import Bot
 from bot.inference.engine import EngineConfig, InferenceEngine
+from bot.metrics import Metrics
+from bot.monitoring import MonitoringServer, MonitoringUnavailable
 from bot.redaction import mask_url_passwords, safe_database_url
 from bot.services.container import Services
 from bot.services.conversations import ConversationService
@@ -51,7 +54,8 @@ async def build_bot(settings: Settings) -> Bot:
     configure_discord_endpoints(settings)
     database = create_engine(settings.database_url)
     sessions = create_session_factory(database)
-    engine = InferenceEngine(EngineConfig.from_settings(settings))
+    metrics = Metrics()
+    engine = InferenceEngine(EngineConfig.from_settings(settings), metrics)
     sentiment = SentimentService(engine)
     guild_settings, channel_settings = GuildSettingsStore(sessions), ChannelSettingsStore(sessions)
     moderation_events = ModerationEventStore(sessions)
@@ -68,7 +72,8 @@ async def build_bot(settings: Settings) -> Bot:
             queue_limit=settings.chat_queue_limit,
         ),
         cooldowns=RateLimit(1, settings.command_cooldown_s),
-        moderation=ModerationService(engine, guild_settings, moderation_events),
+        moderation=ModerationService(engine, guild_settings, moderation_events, metrics=metrics),
+        metrics=metrics,
     )
     retention = RetentionService(
         services.conversations,
@@ -77,11 +82,31 @@ async def build_bot(settings: Settings) -> Bot:
         moderation_days=settings.moderation_retention_days,
     )
 
+    monitoring: MonitoringServer | None = None
+
     async def release() -> None:
+        if monitoring is not None:
+            await monitoring.stop()
         await engine.aclose()
         await database.dispose()
 
     bot = Bot(settings, services, on_close=release)
+    metrics.watch_gateway(lambda: bot.latencies)
+    if settings.metrics_port is not None:
+        monitoring = MonitoringServer(
+            metrics,
+            gateway_connected=functools.partial(gateway_connected, bot),
+            database=database,
+            host=settings.metrics_host,
+            port=settings.metrics_port,
+        )
+        try:
+            await monitoring.start()
+        except MonitoringUnavailable:
+            monitoring = None
+            await release()
+            raise
+        bot.monitoring = monitoring
     if settings.warmup:
         bot.run_in_background(engine.warmup(), "warmup")
     bot.run_in_background(_retention_loop(retention, bot.stopping), "retention")
@@ -93,6 +118,12 @@ async def build_bot(settings: Settings) -> Bot:
 
     bot.add_listener(forget_guild, "on_guild_remove")
     return bot
+
+
+def gateway_connected(bot: Bot) -> bool:
+    """Whether the bot is ready and every one of its shards has an open gateway connection."""
+    shards = bot.shards.values()
+    return bot.is_ready() and not bot.is_closed() and all(not s.is_closed() for s in shards)
 
 
 async def _retention_loop(retention: RetentionService, stopping: asyncio.Event) -> None:
@@ -120,6 +151,9 @@ async def run_bot(settings: Settings) -> int:
             safe_database_url(settings.database_url),
             mask_url_passwords(reason),
         )
+        return 1
+    except MonitoringUnavailable as error:
+        log.error("%s (METRICS_HOST, METRICS_PORT)", error)
         return 1
     # `docker stop` and systemd send SIGTERM: close the gateway and the database cleanly.
     loop = asyncio.get_running_loop()

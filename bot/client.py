@@ -13,6 +13,7 @@ from discord.ext import commands
 
 from bot.cogs.errors import BotTree, report
 from bot.formatting import NO_MENTIONS
+from bot.monitoring import MonitoringServer
 from bot.services.container import Services
 from bot.settings import Settings
 
@@ -71,6 +72,10 @@ class Bot(commands.AutoShardedBot):
         )
         self.settings = settings
         self.services = services
+        if isinstance(self.tree, BotTree):
+            self.tree.metrics = services.metrics
+        # /metrics and /healthz, when METRICS_PORT is set (started in bot.app).
+        self.monitoring: MonitoringServer | None = None
         self._on_close = on_close
         self._background: set[asyncio.Task[None]] = set()
         # Set at close: background loops finish their current step and return.

@@ -86,6 +86,10 @@ class Settings(BaseSettings):
     moderation_retention_days: int = Field(default=90, ge=0)
     command_cooldown_s: float = Field(default=10.0, ge=0)
 
+    # Unset: no metrics server. 0 picks a free port (logged at start).
+    metrics_port: int | None = Field(default=None, ge=0, le=65535)
+    metrics_host: str = "127.0.0.1"
+
     log_level: str = "INFO"
 
     @field_validator("device")

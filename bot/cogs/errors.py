@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import logging
 import secrets
+from typing import Any
 
 import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.cogs.command_timing import finish_timing, start_timing, timing_of
 from bot.errors import UserFacingError
 from bot.formatting import NO_MENTIONS
+from bot.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -71,11 +74,42 @@ async def send_ephemeral(interaction: discord.Interaction, content: str) -> None
         log.exception("could not send an error reply for interaction %s", interaction.id)
 
 
+def outcome_of(error: BaseException) -> str:
+    """A failed command's outcome for metrics: refused (expected) or failed."""
+    return "refused" if describe(error)[1] else "failed"
+
+
 class BotTree(app_commands.CommandTree[commands.Bot]):
-    """Sends every command's error through ``report`` and answers the member privately."""
+    """Sends every command's error through ``report`` and answers the member privately.
+
+    With ``metrics`` set, every command is counted and timed (see bot.cogs.command_timing).
+    """
+
+    metrics: Metrics | None = None
+
+    async def _call(self, interaction: discord.Interaction[Any]) -> None:
+        # discord.py runs each command interaction through here: the one place that sees
+        # a command from its arrival to the end of its answer, whichever way it ends.
+        if (
+            self.metrics is None
+            or interaction.type is not discord.InteractionType.application_command
+        ):
+            await super()._call(interaction)
+            return
+        timing = start_timing(interaction)
+        try:
+            await super()._call(interaction)
+        except Exception as error:  # e.g. an unknown command; the tree's on_error follows
+            timing.outcome = outcome_of(error)
+            raise
+        finally:
+            finish_timing(interaction, self.metrics)
 
     async def on_error(
         self, interaction: discord.Interaction, error: app_commands.AppCommandError
     ) -> None:
         name = interaction.command.qualified_name if interaction.command else "?"
+        timing = timing_of(interaction)
+        if timing is not None:
+            timing.outcome = outcome_of(error)
         await send_ephemeral(interaction, report(error, f"/{name}"))

@@ -352,7 +352,8 @@ class ModerationCog(commands.Cog, name="Moderation"):
             outcome, succeeded = f"dry run: would {_verb(settings)}", True
         else:
             outcome, succeeded = await self._apply(message, settings)
-        await self.service.action_done(event.id, succeeded)
+        action = "dry_run" if settings.dry_run else settings.action.value
+        await self.service.action_done(event.id, succeeded, action)
         await self._alert(message, settings, event, outcome)
 
     async def _apply(self, message: discord.Message, settings: GuildSettings) -> tuple[str, bool]:

@@ -26,6 +26,7 @@ import torch
 
 from bot.errors import BusyError, InferenceError, InferenceTimeoutError
 from bot.inference.generation import GenerativeModel, stop_token_ids
+from bot.metrics import Metrics, RoleMetrics
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +105,8 @@ class ContinuousGenerator:
         if model.is_seq2seq:
             raise ContinuousBatchingUnavailable("not a causal LM")
         self.role = role
+        # The engine hands over the process's metrics (InferenceEngine._continuous).
+        self.metrics: RoleMetrics = Metrics().role(role)
         self._model = model
         self._limits = limits
         self._stop_ids = stop_token_ids(model.tokenizer, model.model.generation_config)
@@ -184,14 +187,16 @@ class ContinuousGenerator:
         if not self.is_alive:
             raise InferenceError("The model failed on this request.")
         if len(self._streams) >= self._limits.queue_limit:
+            self.metrics.rejections.inc()
             raise BusyError(self.role, self._estimated_wait_s(max_new_tokens))
         max_new_tokens = max(1, min(max_new_tokens, self._model.context_tokens - len(prompt)))
         request_id = f"{self.role}-{next(self._ids)}"
         queue: asyncio.Queue[Any] = asyncio.Queue()
         self._streams[request_id] = queue
+        self.metrics.in_flight.set(len(self._streams))
         # The handler goes in first: a quick request may finish before add_request returns.
         self._manager.register_result_handler(request_id, queue.put_nowait)
-        finished = False
+        finished = first_token = False
         started = time.perf_counter()
         deadline = asyncio.get_running_loop().time() + self._limits.timeout_s
         try:
@@ -206,12 +211,19 @@ class ContinuousGenerator:
             while not finished:
                 output = await self._next_output(queue, deadline)
                 finished = output.is_finished()
+                elapsed = time.perf_counter() - started
+                if streaming and not first_token and output.generated_tokens:
+                    first_token = True
+                    self.metrics.time_to_first_token.observe(elapsed)
                 if finished:
                     tokens = len(output.generated_tokens)
-                    self._record_speed(time.perf_counter() - started, tokens)
+                    self._record_speed(elapsed, tokens)
+                    self.metrics.latency.observe(elapsed)
+                    self.metrics.observe_generation(elapsed, tokens)
                 yield output
         finally:
             self._streams.pop(request_id, None)
+            self.metrics.in_flight.set(len(self._streams))
             if not finished:
                 self._manager.cancel_request(request_id)
                 self._forget_handler(request_id)

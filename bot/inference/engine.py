@@ -24,6 +24,7 @@ from bot.inference.footprint import (
 from bot.inference.loading import ModelSource
 from bot.inference.summarize import SummarizationTask, SummarizeRequest, Summary
 from bot.inference.worker import NORMAL, ModelTask, ModelWorker, WorkerLimits
+from bot.metrics import Metrics
 from bot.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -105,8 +106,9 @@ class EngineConfig:
 class InferenceEngine:
     """Loads each model on first use and runs it on its own worker."""
 
-    def __init__(self, config: EngineConfig) -> None:
+    def __init__(self, config: EngineConfig, metrics: Metrics | None = None) -> None:
         self.config = config
+        self.metrics = metrics or Metrics()
         self._plan: DevicePlan | None = None
         self._workers: dict[ModelRole, ModelWorker[Any, Any]] = {}
 
@@ -126,7 +128,7 @@ class InferenceEngine:
             limits = self.config.limits
             # A classifier takes several model batches per run, to sort them by length.
             limits = replace(limits, max_batch_size=limits.max_batch_size * ROUND_BATCHES[kind])
-            self._workers[role] = ModelWorker(role, task, limits)
+            self._workers[role] = ModelWorker(role, task, limits, self.metrics)
         return self._workers[role]
 
     def is_loaded(self, role: ModelRole) -> bool:
@@ -277,11 +279,16 @@ class InferenceEngine:
 
         request = ChatRequest(tuple(messages), max_new_tokens, sink)
         reply = asyncio.ensure_future(self.worker("chat").submit(request))
+        started, first_piece = time.perf_counter(), True
         try:
             while not reply.done() or not pieces.empty():
                 getter = asyncio.ensure_future(pieces.get())
                 await asyncio.wait({getter, reply}, return_when=asyncio.FIRST_COMPLETED)
                 if getter.done():
+                    if first_piece:
+                        first_piece = False
+                        elapsed = time.perf_counter() - started
+                        self.metrics.role("chat").time_to_first_token.observe(elapsed)
                     yield getter.result()
                 else:
                     getter.cancel()
@@ -298,6 +305,8 @@ class InferenceEngine:
             log.error("%s: continuous batching stopped; using batched generate()", worker.role)
             worker.task.continuous = None  # type: ignore[attr-defined]
             return None
+        if generator is not None:
+            generator.metrics = self.metrics.role(worker.role)
         return generator
 
     async def count_tokens(self, texts: Sequence[str]) -> list[int]:

@@ -16,6 +16,7 @@ import torch
 
 from bot.errors import BusyError, InferenceError, InferenceTimeoutError, ModelUnavailableError
 from bot.inference.loading import ModelLoadError, failure_reason
+from bot.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -76,10 +77,17 @@ class _Request(Generic[P, R]):
 class ModelWorker(Generic[P, R]):
     """Feeds one model's task batches of requests from a bounded asyncio queue."""
 
-    def __init__(self, role: str, task: ModelTask[P, R], limits: WorkerLimits) -> None:
+    def __init__(
+        self,
+        role: str,
+        task: ModelTask[P, R],
+        limits: WorkerLimits,
+        metrics: Metrics | None = None,
+    ) -> None:
         self.role = role
         self.task = task
         self.limits = limits
+        self.metrics = (metrics or Metrics()).role(role)
         # (priority, arrival number, request); the limit is enforced in submit().
         self._queue: asyncio.PriorityQueue[tuple[int, int, _Request[P, R]]] = (
             asyncio.PriorityQueue()
@@ -108,6 +116,7 @@ class ModelWorker(Generic[P, R]):
         self._raise_if_recently_failed()
         self._ensure_running()
         if not self._has_room(priority):
+            self.metrics.rejections.inc()
             raise BusyError(self.role, self._estimated_wait_s())
         loop = asyncio.get_running_loop()
         request: _Request[P, R] = _Request(
@@ -118,11 +127,14 @@ class ModelWorker(Generic[P, R]):
             priority,
         )
         self._queue.put_nowait((priority, next(self._arrivals), request))
+        self.metrics.queue_depth.set(self._queue.qsize())
         try:
-            return await asyncio.wait_for(request.future, self.limits.timeout_s)
+            result = await asyncio.wait_for(request.future, self.limits.timeout_s)
         except TimeoutError:
             # The cancelled future tells the batcher to skip it if it has not started.
             raise InferenceTimeoutError(self.role, self.limits.timeout_s) from None
+        self.metrics.latency.observe(time.perf_counter() - request.enqueued_at)
+        return result
 
     async def call(self, function: Callable[..., T], *args: Any) -> T:
         """Run ``function`` on the worker's thread, between batches (e.g. token counting)."""
@@ -147,6 +159,7 @@ class ModelWorker(Generic[P, R]):
         while not self._queue.empty():
             pending.append(self._queue.get_nowait()[2])
         self._fail(pending, InferenceError("The bot is shutting down."))
+        self.metrics.queue_depth.set(0)
         # Let the batch on the thread finish (briefly), so no model work outlives the loop.
         finishing = asyncio.to_thread(self._executor.shutdown, wait=True, cancel_futures=True)
         with contextlib.suppress(TimeoutError):
@@ -203,6 +216,7 @@ class ModelWorker(Generic[P, R]):
                 _, _, request = self._queue.get_nowait()
             batch.append(request)
             slots += request.size
+        self.metrics.queue_depth.set(self._queue.qsize())
         return batch
 
     async def _execute(self, batch: list[_Request[P, R]]) -> None:
@@ -222,6 +236,8 @@ class ModelWorker(Generic[P, R]):
             elapsed = time.perf_counter() - started
             self._seconds_per_batch = 0.8 * self._seconds_per_batch + 0.2 * elapsed
             self.batches_run += 1
+            self.metrics.batch_size.observe(sum(request.size for request in group))
+            self.metrics.batch_seconds.observe(elapsed)
             for request, result in zip(group, results, strict=True):
                 if request.future.done():
                     continue

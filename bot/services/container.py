@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from bot.inference.engine import InferenceEngine
+from bot.metrics import Metrics
 from bot.services.conversations import ConversationService
 from bot.services.cooldowns import RateLimit
 from bot.services.moderation import ModerationService
@@ -20,3 +21,4 @@ class Services:
     conversations: ConversationService
     cooldowns: RateLimit
     moderation: ModerationService
+    metrics: Metrics = field(default_factory=Metrics)

@@ -19,6 +19,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from bot.errors import BusyError, InferenceError, InvalidInputError, ModelUnavailableError
 from bot.inference.engine import InferenceEngine
 from bot.inference.worker import URGENT
+from bot.metrics import Metrics
 from bot.services.sentiment import is_negative
 from bot.storage.records import GuildSettings, ModerationEvent, NewModerationEvent
 from bot.storage.repositories import GuildSettingsStore, ModerationEventStore
@@ -152,8 +153,10 @@ class ModerationService:
         guilds: GuildSettingsStore,
         events: ModerationEventStore,
         gate: AlertGate | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self._engine = engine
+        self._metrics = metrics or Metrics()
         self._guilds = guilds
         self._events = events
         self.gate = gate or AlertGate()
@@ -214,6 +217,7 @@ class ModerationService:
             or message.author_role_ids & settings.exempt_role_ids
         ):
             return settings, None
+        self._metrics.moderation_checks.inc()
         # Concurrent checks share model batches in the engine's worker, ahead of bulk work.
         [scores] = await self._engine.classify(
             [text], role="sentiment", top_k=None, priority=URGENT
@@ -228,6 +232,7 @@ class ModerationService:
         label, score = max(candidates, key=lambda candidate: candidate[1])
         if score < settings.threshold:
             return settings, None
+        self._metrics.moderation_flags.labels(label).inc()
         return settings, Verdict(message, label, score)
 
     async def record(self, verdict: Verdict, settings: GuildSettings) -> ModerationEvent:
@@ -247,7 +252,9 @@ class ModerationService:
             )
         )
 
-    async def action_done(self, event_id: int, succeeded: bool) -> None:
+    async def action_done(self, event_id: int, succeeded: bool, action: str = "unknown") -> None:
+        """Store whether the action on a flag worked (``action``: what it was, for metrics)."""
+        self._metrics.moderation_actions.labels(action, "ok" if succeeded else "failed").inc()
         await self._events.set_outcome(event_id, succeeded)
 
     async def event(self, event_id: int) -> ModerationEvent | None:
@@ -263,6 +270,7 @@ class ModerationService:
             raise InvalidInputError("That alert is no longer in the records.")
         if not stored:
             raise AlreadyDecidedError(event)
+        self._metrics.moderation_decisions.labels(decision).inc()
         return event
 
     async def stats(self, guild_id: int, days: int) -> ModerationStats:
