@@ -31,6 +31,7 @@ import aiohttp
 from bot.errors import BusyError, InferenceError, InferenceTimeoutError, InvalidInputError
 from bot.inference.chat import ChatMessage, ChatReply
 from bot.inference.summarize import _INSTRUCTION, MAX_REDUCE_ROUNDS, Summary
+from bot.inference.window import longest_fitting_start
 
 log = logging.getLogger(__name__)
 
@@ -169,6 +170,48 @@ class TokenCounter:
             context = limit if isinstance(limit, int) and limit < 10**7 else DEFAULT_CONTEXT_TOKENS
         return cls(tokenizer, context)
 
+    def fit(self, messages: Sequence[ChatMessage], budget: int) -> Trimmed:
+        """The persona and the newest turns whose prompt fits ``budget`` tokens.
+
+        With a local tokenizer that has a chat template the prompt is measured exactly, as the
+        in-process path does (the estimates only choose where to look); otherwise each message
+        is counted with ``count`` plus the template allowances.
+        """
+        if self._tokenizer is None or not getattr(self._tokenizer, "chat_template", None):
+            kept = trim_history(messages, self.count, budget)
+            tokens = PROMPT_OVERHEAD_TOKENS + sum(
+                self.count(m.content) + MESSAGE_OVERHEAD_TOKENS for m in kept
+            )
+            return Trimmed(kept, tokens, sum(1 for m in kept if m.role != "system"))
+        system = [m for m in messages if m.role == "system"][:1]
+        history = [m for m in messages if m.role != "system"]
+        if not history:
+            raise InvalidInputError("There is nothing to answer.")
+        lengths: dict[int, int] = {}
+
+        def measure(start: int) -> int:
+            lengths[start] = self._prompt_length(system + history[start:])
+            return lengths[start]
+
+        estimates = [self.count(m.content) + MESSAGE_OVERHEAD_TOKENS for m in history]
+        start = longest_fitting_start(estimates, measure, budget)
+        if start is None:
+            raise InvalidInputError(
+                f"That message is too long for the chat model ({lengths[len(history) - 1]} "
+                f"tokens; it reads at most {budget})."
+            )
+        return Trimmed(system + history[start:], lengths[start], len(history) - start)
+
+    def _prompt_length(self, messages: Sequence[ChatMessage]) -> int:
+        assert self._tokenizer is not None
+        ids = self._tokenizer.apply_chat_template(
+            [{"role": m.role, "content": m.content} for m in messages],
+            add_generation_prompt=True,
+            tokenize=True,
+            return_dict=False,
+        )
+        return len(ids)
+
     def count(self, text: str) -> int:
         if self._tokenizer is None:
             return estimate_tokens(text)
@@ -216,7 +259,7 @@ class RemoteGenerator:
         """The messages that fit the window with room for the answer."""
         counter = await self.counter()
         budget = counter.prompt_budget - max_new_tokens
-        return await asyncio.to_thread(_trimmed, messages, counter.count, budget)
+        return await asyncio.to_thread(counter.fit, messages, budget)
 
     async def stream(
         self, messages: Sequence[ChatMessage], max_new_tokens: int
@@ -384,12 +427,6 @@ class RemoteGenerator:
         if self._session is not None:
             await self._session.close()
             self._session = None
-
-
-def _trimmed(messages: Sequence[ChatMessage], count: Callable[[str], int], budget: int) -> Trimmed:
-    kept = trim_history(messages, count, budget)
-    tokens = PROMPT_OVERHEAD_TOKENS + sum(count(m.content) + MESSAGE_OVERHEAD_TOKENS for m in kept)
-    return Trimmed(kept, tokens, sum(1 for m in kept if m.role != "system"))
 
 
 def split_text(text: str, count: Callable[[str], int], limit: int) -> list[str]:
