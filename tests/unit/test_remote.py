@@ -14,11 +14,12 @@ import pytest
 from aiohttp import web
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
 from bot.errors import BusyError, InferenceError, InferenceTimeoutError, InvalidInputError
 from bot.inference.chat import ChatMessage, ChatTask
 from bot.inference.device import resolve_device
-from bot.inference.engine import EngineConfig, InferenceEngine
+from bot.inference.engine import EngineConfig, InferenceEngine, remote_endpoints
 from bot.inference.loading import ModelSource
 from bot.inference.remote import (
     MESSAGE_OVERHEAD_TOKENS,
@@ -31,6 +32,7 @@ from bot.inference.remote import (
     split_text,
     trim_history,
 )
+from bot.settings import Settings, describe_validation_error
 from tests.conftest import TinyModels
 from tests.serving import ServeProcess, free_port
 
@@ -106,6 +108,30 @@ def test_a_model_id_not_on_this_host_is_estimated_with_a_margin() -> None:
     assert not counter.exact
     assert counter.count("hello there, friend") == estimate_tokens("hello there, friend")
     assert counter.prompt_budget < counter.context_tokens
+
+
+def test_api_settings_route_roles_and_keep_the_key_secret() -> None:
+    settings = Settings(  # type: ignore[call-arg]
+        _env_file=None,
+        chat_api_base=" http://gpu-host:8000/v1/ ",
+        chat_model="org/served-model",
+        inference_api_key="sk-secret-1",
+        summarization_api_base="",
+    )
+    endpoints = remote_endpoints(settings)
+    assert list(endpoints) == ["chat"]  # empty: the summaries stay in-process
+    assert endpoints["chat"].url == "http://gpu-host:8000/v1/chat/completions"
+    assert endpoints["chat"].model == "org/served-model"
+    assert endpoints["chat"].api_key == "sk-secret-1"
+    assert "sk-secret-1" not in repr(settings) and "sk-secret-1" not in repr(endpoints)
+
+
+@pytest.mark.parametrize("base", ["gpu-host:8000/v1", "ftp://gpu-host/v1", "http://"])
+def test_a_wrong_api_base_is_named_in_one_line(base: str) -> None:
+    with pytest.raises(ValidationError) as raised:
+        Settings(_env_file=None, chat_api_base=base)  # type: ignore[call-arg]
+    line = describe_validation_error(raised.value)
+    assert line.startswith("setting CHAT_API_BASE: must be an http(s):// URL")
 
 
 @pytest.fixture(scope="module")
