@@ -344,6 +344,15 @@ class RemoteGenerator:
                                 raise InferenceTimeoutError(
                                     self.role, self.endpoint.timeout_s
                                 ) from None
+                            except aiohttp.ClientError as error:  # the connection broke
+                                log.error(
+                                    "%s: the server at %s stopped mid-answer (%s: %s)",
+                                    self.role,
+                                    self.endpoint.api_base,
+                                    type(error).__name__,
+                                    error,
+                                )
+                                raise ServerUnavailableError(self.role) from None
                             if event is None:
                                 break
                             piece = self._piece(event)

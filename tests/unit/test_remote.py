@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -371,3 +372,31 @@ async def test_the_api_key_is_sent_as_a_bearer_token(chat_server: ServeProcess) 
             await generator.aclose()
     assert seen == ["Bearer sk-test-123"]
     assert "sk-test-123" not in repr(RemoteEndpoint(base, "m", api_key="sk-test-123"))
+
+
+async def test_a_connection_lost_mid_answer_gets_the_friendly_error(
+    chat_server: ServeProcess,
+) -> None:
+    async def cut(request: web.Request, forward: Any) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        piece = {"choices": [{"delta": {"content": "half an"}, "index": 0}]}
+        await response.write(f"data: {json.dumps(piece)}\n\n".encode())
+        assert request.transport is not None
+        request.transport.abort()  # the server (or a proxy) went away mid-answer
+        return response
+
+    async with proxy(chat_server, cut) as base:
+        generator = RemoteGenerator("chat", RemoteEndpoint(base, chat_server.model))
+        received: list[str] = []
+
+        async def read() -> None:
+            async for piece in generator.stream(PROMPT, 16):
+                received.append(piece)
+
+        try:
+            with pytest.raises(ServerUnavailableError):
+                await read()
+        finally:
+            await generator.aclose()
+    assert received == ["half an"]
