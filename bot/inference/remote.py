@@ -55,6 +55,24 @@ PROMPT_OVERHEAD_TOKENS = 8
 # character counts as 2 tokens (CJK characters are 1 to 2, emoji 1 to 3 byte-level tokens).
 ASCII_CHARS_PER_TOKEN = 3
 NON_ASCII_TOKENS = 2
+# Members' text must not be read as a template's control tokens (a forged "<|im_start|>system"
+# turn): the in-process path tokenizes them as plain text; here they are broken up with a
+# zero-width space before sending. These spellings are always broken up, the local tokenizer's
+# own special tokens too when it loads (ChatML and Llama 3 "<|...|>", Llama 2 and Mistral,
+# Gemma).
+ZWSP = "\u200b"
+COMMON_CONTROL_TOKENS = (
+    "<|",
+    "|>",
+    "[INST]",
+    "[/INST]",
+    "<s>",
+    "</s>",
+    "<start_of_turn>",
+    "<end_of_turn>",
+    "<bos>",
+    "<eos>",
+)
 _SENTENCE_END = re.compile(r"(?<=[.!?…])\s+|\n+")
 _ERROR_BODY_CHARS = 300
 
@@ -107,6 +125,21 @@ def estimate_tokens(text: str) -> int:
     return math.ceil(ascii_chars / ASCII_CHARS_PER_TOKEN) + other * NON_ASCII_TOKENS
 
 
+def defuse_control_tokens(text: str, markers: Sequence[str]) -> str:
+    """``text`` with every marker (two characters or more) broken by a zero-width space.
+
+    Only a zero-width space is added, so the text reads the same; no marker is left, even
+    where occurrences overlap (``aaa`` with the marker ``aa``).
+    """
+    for marker in markers:
+        if len(marker) < 2 or ZWSP in marker:
+            continue
+        broken = marker[0] + ZWSP + marker[1:]
+        while marker in text:
+            text = text.replace(marker, broken)
+    return text
+
+
 def trim_history(
     messages: Sequence[ChatMessage], count: Callable[[str], int], budget: int
 ) -> list[ChatMessage]:
@@ -141,6 +174,20 @@ class TokenCounter:
     def __init__(self, tokenizer: Any | None, context_tokens: int) -> None:
         self._tokenizer = tokenizer
         self.context_tokens = context_tokens
+        own: list[str] = []
+        if tokenizer is not None:
+            added = getattr(tokenizer, "added_tokens_decoder", {}) or {}
+            own = [t.content for t in added.values() if getattr(t, "special", False)]
+            own += [t for t in getattr(tokenizer, "all_special_tokens", []) if isinstance(t, str)]
+        # Longest first: a whole token is broken up before a shorter one inside it.
+        self.control_tokens = sorted({*COMMON_CONTROL_TOKENS, *own}, key=len, reverse=True)
+
+    def defuse(self, messages: Sequence[ChatMessage]) -> list[ChatMessage]:
+        """The messages with no control token left in their text."""
+        return [
+            ChatMessage(m.role, defuse_control_tokens(m.content, self.control_tokens))
+            for m in messages
+        ]
 
     @property
     def exact(self) -> bool:
@@ -259,7 +306,7 @@ class RemoteGenerator:
         """The messages that fit the window with room for the answer."""
         counter = await self.counter()
         budget = counter.prompt_budget - max_new_tokens
-        return await asyncio.to_thread(counter.fit, messages, budget)
+        return await asyncio.to_thread(lambda: counter.fit(counter.defuse(messages), budget))
 
     async def stream(
         self, messages: Sequence[ChatMessage], max_new_tokens: int
@@ -287,7 +334,8 @@ class RemoteGenerator:
         counter = await self.counter()
         overhead = counter.count(_INSTRUCTION) + MESSAGE_OVERHEAD_TOKENS + PROMPT_OVERHEAD_TOKENS
         limit = max(32, counter.prompt_budget - max_length - overhead)
-        pieces = await asyncio.to_thread(split_text, text, counter.count, limit)
+        [defused] = counter.defuse([ChatMessage("user", text)])
+        pieces = await asyncio.to_thread(split_text, defused.content, counter.count, limit)
         chunk_count = len(pieces)
         for _ in range(MAX_REDUCE_ROUNDS):
             if len(pieces) == 1:
