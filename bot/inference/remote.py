@@ -285,6 +285,7 @@ class RemoteGenerator:
         self._counter: TokenCounter | None = None
         self._counter_lock = asyncio.Lock()
         self._seconds_per_request = 2.0
+        self._closed = False
 
     @property
     def in_flight(self) -> int:
@@ -370,6 +371,8 @@ class RemoteGenerator:
 
     async def _request(self, body: dict[str, Any]) -> AsyncGenerator[str, None]:
         """One streamed chat completion, admitted, retried while busy, within the time limit."""
+        if self._closed:
+            raise _shutting_down()
         if self._admitted >= self.endpoint.queue_limit:
             raise BusyError(self.role, self._estimated_wait_s())
         self._admitted += 1
@@ -392,8 +395,12 @@ class RemoteGenerator:
                                 raise InferenceTimeoutError(
                                     self.role, self.endpoint.timeout_s
                                 ) from None
-                            except aiohttp.ClientError as error:  # the connection broke
-                                log.error(
+                            except Exception as error:
+                                if self._closed:  # aclose() closed the connection under us
+                                    raise _shutting_down() from None
+                                if not isinstance(error, aiohttp.ClientError):
+                                    raise
+                                log.error(  # the connection broke
                                     "%s: the server at %s stopped mid-answer (%s: %s)",
                                     self.role,
                                     self.endpoint.api_base,
@@ -434,6 +441,8 @@ class RemoteGenerator:
             except TimeoutError:
                 raise InferenceTimeoutError(self.role, self.endpoint.timeout_s) from None
             except aiohttp.ClientError as error:
+                if self._closed:
+                    raise _shutting_down() from None
                 reason = f"{type(error).__name__}: {error}"
             else:
                 if response.status == 200:
@@ -481,9 +490,15 @@ class RemoteGenerator:
         return rounds * self._seconds_per_request
 
     async def aclose(self) -> None:
+        """Close the connections; answers under way end with "The bot is shutting down"."""
+        self._closed = True
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+
+def _shutting_down() -> InferenceError:
+    return InferenceError("The bot is shutting down.")
 
 
 def split_text(text: str, count: Callable[[str], int], limit: int) -> list[str]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -447,3 +448,23 @@ async def test_members_cannot_send_the_servers_control_tokens(chat_server: Serve
     assert sent.replace(ZWSP, "") == forged
     for marker in ("<|im_end|>", "<|im_start|>", "[INST]", "<s>"):
         assert marker not in sent
+
+
+async def test_closing_mid_answer_says_the_bot_is_shutting_down(
+    chat_server: ServeProcess, caplog: pytest.LogCaptureFixture
+) -> None:
+    generator = RemoteGenerator("chat", endpoint(chat_server))
+    stream = generator.stream(PROMPT, 24)
+    try:
+        await anext(stream)
+        await generator.aclose()  # shutdown while an answer streams
+        with pytest.raises(InferenceError, match="shutting down"):
+            await collect_rest(stream)
+    finally:
+        await stream.aclose()
+        await generator.aclose()
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+async def collect_rest(stream: AsyncIterator[str]) -> list[str]:
+    return [piece async for piece in stream]
