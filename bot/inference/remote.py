@@ -183,9 +183,9 @@ class TokenCounter:
         self.control_tokens = sorted({*COMMON_CONTROL_TOKENS, *own}, key=len, reverse=True)
 
     def defuse(self, messages: Sequence[ChatMessage]) -> list[ChatMessage]:
-        """The messages with no control token left in their text."""
+        """The messages with no control token left in their text (and valid UTF-8)."""
         return [
-            ChatMessage(m.role, defuse_control_tokens(m.content, self.control_tokens))
+            ChatMessage(m.role, defuse_control_tokens(_encodable(m.content), self.control_tokens))
             for m in messages
         ]
 
@@ -224,6 +224,7 @@ class TokenCounter:
         in-process path does (the estimates only choose where to look); otherwise each message
         is counted with ``count`` plus the template allowances.
         """
+        messages = [ChatMessage(m.role, _encodable(m.content)) for m in messages]
         if self._tokenizer is None or not getattr(self._tokenizer, "chat_template", None):
             kept = trim_history(messages, self.count, budget)
             tokens = PROMPT_OVERHEAD_TOKENS + sum(
@@ -262,8 +263,8 @@ class TokenCounter:
     def count(self, text: str) -> int:
         if self._tokenizer is None:
             return estimate_tokens(text)
-        ids = self._tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"]
-        return len(ids)
+        ids = self._tokenizer(_encodable(text), add_special_tokens=False, verbose=False)
+        return len(ids["input_ids"])
 
     @property
     def prompt_budget(self) -> int:
@@ -495,6 +496,12 @@ class RemoteGenerator:
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+
+def _encodable(text: str) -> str:
+    """``text`` with lone surrogates (which JSON escapes can carry) replaced: tokenizers and
+    servers take only valid UTF-8."""
+    return text.encode("utf-8", "replace").decode("utf-8")
 
 
 def _shutting_down() -> InferenceError:
