@@ -69,6 +69,11 @@ class Settings(BaseSettings):
     emotion_model: str = "SamLowe/roberta-base-go_emotions"
     summarization_model: str = "facebook/bart-large-cnn"
     chat_model: str = Field(default_factory=default_chat_model)
+    # Unset: the model runs in this process. Set: the role is answered by the OpenAI-compatible
+    # server there (vLLM, TGI, transformers serve...), and its *_MODEL names the served model.
+    chat_api_base: str | None = None
+    summarization_api_base: str | None = None
+    inference_api_key: SecretStr | None = None
     device: str = "auto"
     quantization: Literal["none", "8bit", "4bit"] = "none"
     warmup: bool = False
@@ -147,6 +152,16 @@ class Settings(BaseSettings):
             raise ValueError(
                 "is not a SQLAlchemy URL (e.g. sqlite+aiosqlite:///data/bot.db)"
             ) from None
+        return value
+
+    @field_validator("chat_api_base", "summarization_api_base")
+    @classmethod
+    def _check_api_base(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        value = value.strip().rstrip("/")
+        if not re.match(r"^https?://[^/\s]+", value):
+            raise ValueError("must be an http(s):// URL such as http://127.0.0.1:8000/v1")
         return value
 
     @property

@@ -49,7 +49,7 @@ STAMP_VERSION = "1"
 # Extras of pyproject.toml each command needs.
 PROFILES: dict[str, tuple[str, ...]] = {
     "run": ("gguf",),
-    "test": ("gguf", "test"),
+    "test": ("gguf", "test", "serving"),
     "lint": ("gguf", "dev"),
 }
 TORCH_CHOICES = ("auto", "cpu", "cuda", "skip")

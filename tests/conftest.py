@@ -15,6 +15,7 @@ from bot.inference.worker import WorkerLimits
 from bot.storage import migrate
 from bot.storage.engine import SessionFactory, create_engine, create_session_factory
 from tests import postgres
+from tests.serving import ServeProcess, transformers_serve
 
 BACKENDS = ("sqlite", "postgresql")
 
@@ -100,3 +101,10 @@ async def engine(tiny_models: TinyModels) -> AsyncIterator[InferenceEngine]:
     )
     yield engine
     await engine.aclose()
+
+
+@pytest.fixture(scope="session")
+def chat_server(tiny_models: TinyModels) -> Iterator[ServeProcess]:
+    """A real ``transformers serve`` of the tiny chat model on 127.0.0.1 (about 20 s to start)."""
+    with transformers_serve(tiny_models.chat) as server:
+        yield server

@@ -22,6 +22,7 @@ from bot.inference.footprint import (
     measured_load_rate,
 )
 from bot.inference.loading import ModelSource
+from bot.inference.remote import RemoteEndpoint, RemoteGenerator
 from bot.inference.summarize import SummarizationTask, SummarizeRequest, Summary
 from bot.inference.worker import NORMAL, ModelTask, ModelWorker, WorkerLimits
 from bot.metrics import Metrics
@@ -69,6 +70,8 @@ class EngineConfig:
     # "auto": causal LMs generate on transformers' continuous batching where it runs;
     # "off": every model generates in batched generate() calls.
     continuous_batching: Literal["auto", "off"] = "auto"
+    # Roles answered by a serving engine instead of in-process (chat and summarization).
+    remote: dict[ModelRole, RemoteEndpoint] = field(default_factory=dict)
 
     @property
     def continuous_limits(self) -> ContinuousLimits | None:
@@ -100,7 +103,29 @@ class EngineConfig:
                 timeout_s=settings.inference_timeout_s,
             ),
             continuous_batching=settings.continuous_batching,
+            remote=remote_endpoints(settings),
         )
+
+
+def remote_endpoints(settings: Settings) -> dict[ModelRole, RemoteEndpoint]:
+    """The roles with an API base, each with its model id on that server."""
+    key = settings.inference_api_key.get_secret_value() if settings.inference_api_key else None
+    bases: dict[ModelRole, tuple[str | None, str]] = {
+        "chat": (settings.chat_api_base, settings.chat_model),
+        "summarization": (settings.summarization_api_base, settings.summarization_model),
+    }
+    return {
+        role: RemoteEndpoint(
+            api_base=base,
+            model=model,
+            api_key=key,
+            timeout_s=settings.inference_timeout_s,
+            max_concurrent=settings.inference_max_batch_size,
+            queue_limit=settings.inference_queue_limit,
+        )
+        for role, (base, model) in bases.items()
+        if base is not None
+    }
 
 
 class InferenceEngine:
@@ -111,6 +136,9 @@ class InferenceEngine:
         self.metrics = metrics or Metrics()
         self._plan: DevicePlan | None = None
         self._workers: dict[ModelRole, ModelWorker[Any, Any]] = {}
+        self._remote = {
+            role: RemoteGenerator(role, endpoint) for role, endpoint in config.remote.items()
+        }
 
     @property
     def plan(self) -> DevicePlan:
@@ -133,6 +161,8 @@ class InferenceEngine:
 
     def is_loaded(self, role: ModelRole) -> bool:
         """Whether the role's model is loaded (asking never starts a load)."""
+        if role in self._remote:
+            return True  # served elsewhere: nothing to load here
         worker = self._workers.get(role)
         return worker is not None and worker.is_loaded
 
@@ -156,11 +186,16 @@ class InferenceEngine:
 
     async def ensure_loaded(self, role: ModelRole) -> None:
         """Load the role's model now if it is not loaded (raises ModelUnavailableError)."""
+        if role in self._remote:
+            return
         await self.worker(role).ensure_loaded()
 
     async def warmup(self, roles: Sequence[ModelRole] = WARMUP_ROLES) -> None:
         """Load models now instead of on the first request; failures are logged, not raised."""
-        await asyncio.gather(*(self._warm(role) for role in roles))
+        await asyncio.gather(
+            *(self._warm(role) for role in roles if role not in self._remote),
+            *(self._remote[role].counter() for role in roles if role in self._remote),
+        )
 
     async def _warm(self, role: ModelRole) -> None:
         found = await asyncio.to_thread(footprint, self.config.models[role])
@@ -218,6 +253,8 @@ class InferenceEngine:
         _require_text([text])
         if not 0 <= min_length <= max_length:
             raise InvalidInputError("The minimum length must be between 0 and the maximum length.")
+        if remote := self._remote.get("summarization"):
+            return await remote.summarize(text, max_length)
         request = SummarizeRequest(text, min_length, max_length)
         worker = self.worker("summarization")
         generator = await self._continuous(worker)
@@ -234,6 +271,8 @@ class InferenceEngine:
         self, messages: Sequence[ChatMessage], *, max_new_tokens: int = 256
     ) -> ChatReply:
         """The assistant's answer to a conversation."""
+        if remote := self._remote.get("chat"):
+            return await remote.chat(messages, max_new_tokens)
         worker = self.worker("chat")
         generator = await self._continuous(worker)
         if generator is not None:
@@ -256,6 +295,11 @@ class InferenceEngine:
         Closing the iterator (the caller went away, timed out or was cancelled) stops the
         generation at its next token.
         """
+        if remote := self._remote.get("chat"):
+            async with contextlib.aclosing(remote.stream(messages, max_new_tokens)) as pieces:
+                async for piece in pieces:
+                    yield piece
+            return
         worker = self.worker("chat")
         generator = await self._continuous(worker)
         if generator is not None:
@@ -311,6 +355,8 @@ class InferenceEngine:
 
     async def count_tokens(self, texts: Sequence[str]) -> list[int]:
         """Token counts in the chat model's tokenizer (on the chat worker's thread)."""
+        if remote := self._remote.get("chat"):
+            return await remote.count_tokens(texts)
         worker = self.worker("chat")
         task: ChatTask = worker.task  # type: ignore[assignment]
         return await worker.call(task.count_tokens, list(texts))
@@ -321,6 +367,7 @@ class InferenceEngine:
         await asyncio.gather(*(g.aclose() for g in generators if g is not None))
         await asyncio.gather(*(worker.aclose() for worker in self._workers.values()))
         self._workers.clear()
+        await asyncio.gather(*(remote.aclose() for remote in self._remote.values()))
 
 
 def _require_text(texts: Sequence[str]) -> None:

