@@ -75,6 +75,7 @@ class Bot(commands.AutoShardedBot):
         self._background: set[asyncio.Task[None]] = set()
         # Set at close: background loops finish their current step and return.
         self.stopping = asyncio.Event()
+        self._closing: asyncio.Future[None] | None = None
 
     async def setup_hook(self) -> None:
         for extension in EXTENSIONS:
@@ -128,6 +129,22 @@ class Bot(commands.AutoShardedBot):
         task.add_done_callback(self._background.discard)
 
     async def close(self) -> None:
+        """Stop background work, close the gateway, then release models and database.
+
+        Runs once; every later or concurrent call waits for that one to end. A SIGTERM closes
+        from its own task while ``async with bot`` closes again on the way out, and the process
+        must not end before the release is over (a model thread left running keeps the
+        interpreter from exiting).
+        """
+        if self._closing is None:
+            self._closing = asyncio.ensure_future(self._close_once())
+        await asyncio.shield(self._closing)
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        # discord.py's own exit waits only for its part of close(), not for the release.
+        await self.close()
+
+    async def _close_once(self) -> None:
         self.stopping.set()
         self.services.conversations.close()
         if self._background:

@@ -171,3 +171,28 @@ async def test_refused_message_content_intent_exits_with_a_clear_line(
 
     assert code == 1
     assert "Message Content Intent" in caplog.text and "4014" in caplog.text
+
+
+async def test_every_close_waits_until_everything_is_released(bots: BotRunner) -> None:
+    # A SIGTERM closes the bot from a task while `async with bot` closes it again on the way
+    # out; the process must not end before the models and the database are released (a
+    # generation thread left running keeps the interpreter from exiting).
+    bot = await bots.start()
+    release = bot._on_close
+    assert release is not None
+    steps: list[str] = []
+
+    async def slow_release() -> None:
+        steps.append("releasing")
+        await asyncio.sleep(0.5)
+        await release()
+        steps.append("released")
+
+    bot._on_close = slow_release
+    from_signal = asyncio.create_task(bot.close())
+    await asyncio.sleep(0.1)
+    await bot.__aexit__(None, None, None)  # the way out of `async with bot` in run_bot
+
+    assert steps == ["releasing", "released"]
+    await asyncio.wait_for(from_signal, 5)
+    assert steps == ["releasing", "released"]
