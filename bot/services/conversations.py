@@ -152,6 +152,8 @@ class ConversationService:
         async with contextlib.aclosing(stream):  # closing it stops the generation
             async for piece in stream:
                 place.raise_if_dropped()
+                if self.was_deleted(message_id):
+                    return  # the question was deleted while answered: stop, store nothing
                 pieces.append(piece)
                 yield piece
         place.raise_if_dropped()
