@@ -258,3 +258,11 @@ async def test_an_empty_summary_becomes_a_clear_sentence(silent_engine: Inferenc
     assert [b.text for b in channel.bullets] == [EMPTY_DISCUSSION_SUMMARY]
     assert channel.bullets[0].message_id == 0
     assert channel.mood.positive + channel.mood.negative == 10  # only the messages
+
+
+async def test_a_minimum_above_the_maximum_is_a_friendly_error(engine: InferenceEngine) -> None:
+    service = SummaryService(engine, SentimentService(engine))
+    with pytest.raises(InvalidInputError, match="minimum length"):
+        await service.summarize_text(
+            "we should ship the release on friday " * 3, min_length=200, max_length=50
+        )
