@@ -27,6 +27,7 @@ MANAGE_CHANNELS = 1 << 4
 MANAGE_GUILD = 1 << 5
 VIEW_CHANNEL = 1 << 10
 MANAGE_MESSAGES = 1 << 13
+READ_MESSAGE_HISTORY = 1 << 16
 MODERATE_MEMBERS = 1 << 40
 ALL_PERMISSIONS = (1 << 53) - 1
 EVERYONE_PERMISSIONS = (1 << 10) | (1 << 11) | (1 << 16) | (1 << 31)  # view, send, history, slash
@@ -128,6 +129,7 @@ def _embed_text(message: dict[str, Any]) -> str:
     for embed in message.get("embeds") or []:
         parts += [embed.get("title") or "", embed.get("description") or ""]
         parts += [f"{f['name']}: {f['value']}" for f in embed.get("fields") or []]
+        parts.append((embed.get("footer") or {}).get("text") or "")
     return "\n".join(part for part in parts if part)
 
 
@@ -800,7 +802,11 @@ class FakeDiscord:
         return json_response(channel)
 
     async def _history(self, request: web.Request) -> web.Response:
-        channel = self.messages[int(request.match_info["cid"])]
+        channel_id = int(request.match_info["cid"])
+        needed = VIEW_CHANNEL | READ_MESSAGE_HISTORY
+        if self.member_permissions(int(self.bot_user["id"]), channel_id) & needed != needed:
+            return json_response({"message": "Missing Access", "code": 50001}, 403)
+        channel = self.messages[channel_id]
         limit = int(request.query.get("limit", 50))
         before = int(request.query.get("before", 1 << 63))
         after = int(request.query.get("after", 0))
