@@ -6,7 +6,7 @@ import asyncio
 import io
 import time
 import weakref
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -271,24 +271,23 @@ class ModerationService:
             raise InvalidInputError("Pick between 1 and 365 days.")
         today = datetime.now(UTC).date()
         start = today - timedelta(days=days - 1)
-        events = await self._events.since(
+        counts = await self._events.counts(
             guild_id, datetime.combine(start, datetime.min.time(), UTC)
-        )
-        per_day = Counter(event.created_at.astimezone(UTC).date() for event in events)
-        actions = Counter(
-            f"{event.action.value} (dry run)" if event.dry_run else event.action.value
-            for event in events
         )
         return ModerationStats(
             days=days,
-            total=len(events),
-            by_action=dict(actions.most_common()),
-            by_label=dict(Counter(event.label for event in events).most_common()),
-            top_channels=Counter(event.channel_id for event in events).most_common(5),
+            total=counts.total,
+            by_action={
+                f"{action.value} (dry run)" if dry_run else action.value: count
+                for action, dry_run, count in counts.by_action
+            },
+            by_label=dict(counts.by_label),
+            top_channels=counts.top_channels,
             per_day=[
-                (start + timedelta(days=i), per_day[start + timedelta(days=i)]) for i in range(days)
+                (start + timedelta(days=i), counts.per_day.get(start + timedelta(days=i), 0))
+                for i in range(days)
             ],
-            dismissed=sum(1 for event in events if event.decision == DECISIONS["dismiss"]),
+            dismissed=counts.by_decision.get(DECISIONS["dismiss"], 0),
         )
 
 

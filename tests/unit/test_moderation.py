@@ -1,8 +1,15 @@
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, time, timedelta
+from typing import Any
 
 import pytest
+from sqlalchemy import event
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from bot.errors import InvalidInputError
 from bot.inference.engine import InferenceEngine
@@ -14,7 +21,9 @@ from bot.services.moderation import (
     ModerationService,
     render_chart,
 )
-from bot.storage.engine import SessionFactory
+from bot.storage.engine import SessionFactory, create_session_factory
+from bot.storage.models import ModerationEventRow
+from bot.storage.records import ModerationAction
 from bot.storage.repositories import GuildSettingsStore, ModerationEventStore
 from tests.tiny_models import NEGATIVE, POSITIVE, SARCASTIC
 
@@ -171,3 +180,75 @@ async def test_concurrent_decisions_on_one_event_store_one(
     assert refused[0].event.decided_by == decided[0].decided_by
     stored = await service.event(event.id)
     assert stored is not None and stored.decided_by == decided[0].decided_by
+
+
+@pytest.fixture
+async def far_from_utc(sessions: SessionFactory, database_url: str) -> AsyncIterator[Any]:
+    """An engine on the migrated database whose PostgreSQL sessions run 14 h ahead of UTC."""
+    pg = make_url(database_url).get_backend_name() == "postgresql"
+    args = {"server_settings": {"timezone": "Pacific/Kiritimati"}} if pg else {}
+    engine = create_async_engine(database_url, connect_args=args)
+    yield engine
+    await engine.dispose()
+
+
+def _known_events(now: datetime) -> list[ModerationEventRow]:
+    """Events of every kind over nine days, some a few seconds either side of UTC midnight."""
+    midnight = datetime.combine(now.date(), time(), UTC)
+    moments = [midnight - timedelta(seconds=30), midnight + timedelta(seconds=30)]
+    moments += [now - timedelta(days=day, hours=hour) for day in range(9) for hour in (1, 7)]
+    actions = list(ModerationAction)
+    return [
+        ModerationEventRow(
+            guild_id=GUILD if i % 11 else 2,  # another guild's events never count
+            channel_id=10 + (i * 7) % 8,
+            message_id=1000 + i,
+            author_id=500 + i % 3,
+            label=("negative", "anger", "disgust")[i % 3 if i % 5 else 0],
+            score=0.95,
+            action=actions[i % 4].value,
+            dry_run=i % 6 == 0,
+            action_succeeded=True,
+            decision=("dismissed", None, "deleted")[i % 3] if i % 4 else None,
+            created_at=moment,
+        )
+        for i, moment in enumerate(moments)
+    ]
+
+
+@pytest.mark.both_backends
+async def test_stats_are_counted_by_the_database_per_utc_day(
+    engine: InferenceEngine, sessions: SessionFactory, far_from_utc: Any
+) -> None:
+    now = datetime.now(UTC)
+    rows = _known_events(now)
+    async with sessions() as session, session.begin():
+        session.add_all(rows)
+    statements: list[str] = []
+    event.listen(
+        far_from_utc.sync_engine,
+        "before_cursor_execute",
+        lambda *args: statements.append(args[2]),
+    )
+    factory = create_session_factory(far_from_utc)
+    service = ModerationService(engine, GuildSettingsStore(factory), ModerationEventStore(factory))
+
+    stats = await service.stats(GUILD, 7)
+
+    # What counting the events one by one in Python gives.
+    start = now.date() - timedelta(days=6)
+    kept = [r for r in rows if r.guild_id == GUILD and r.created_at.date() >= start]
+    per_day = Counter(r.created_at.date() for r in kept)
+    assert stats.total == len(kept) > 0
+    assert stats.per_day == [
+        (start + timedelta(days=i), per_day[start + timedelta(days=i)]) for i in range(7)
+    ]
+    assert per_day[now.date()] >= 1 and per_day[now.date() - timedelta(days=1)] >= 1
+    actions = Counter(f"{r.action} (dry run)" if r.dry_run else r.action for r in kept)
+    assert list(stats.by_action.items()) == actions.most_common()
+    assert list(stats.by_label.items()) == Counter(r.label for r in kept).most_common()
+    assert stats.top_channels == Counter(r.channel_id for r in kept).most_common(5)
+    assert stats.dismissed == sum(1 for r in kept if r.decision == "dismissed") > 0
+    # The database sent back counts, never the events themselves.
+    reads = [s for s in statements if "moderation_events" in s]
+    assert reads and all("count(" in s.lower() and "group by" in s.lower() for s in reads)
