@@ -27,7 +27,6 @@ from bot.services.moderation import (
     CheckedMessage,
     ModerationService,
     ModerationStats,
-    Verdict,
     is_retriable,
     render_chart,
 )
@@ -332,22 +331,24 @@ class ModerationCog(commands.Cog, name="Moderation"):
         )
         try:
             settings, verdict = await self.service.check(checked)
+            if verdict is None:
+                return
+            # Stored first, so that a flag is never lost: nothing was done yet, so a
+            # failure here is tried again like a failed check.
+            event = await self.service.record(verdict, settings)
         except Exception as error:
             if is_retriable(error):
                 raise
             _log_failure(message, error)
             return
-        if verdict is None:
-            return
-        try:  # from here on, never again: the event may be stored and acted on
-            await self._act(message, settings, verdict)
+        try:  # from here on, never again: the event is stored and may be acted on
+            await self._act(message, settings, event)
         except Exception as error:  # one message must never take the checks down
             _log_failure(message, error)
 
     async def _act(
-        self, message: discord.Message, settings: GuildSettings, verdict: Verdict
+        self, message: discord.Message, settings: GuildSettings, event: ModerationEvent
     ) -> None:
-        event = await self.service.record(verdict, settings)  # first: never lost
         if settings.dry_run:
             outcome, succeeded = f"dry run: would {_verb(settings)}", True
         else:

@@ -14,9 +14,14 @@ from enum import Enum
 from typing import Any
 
 from cachetools import TTLCache
-from sqlalchemy.exc import SQLAlchemyError
 
-from bot.errors import BusyError, InferenceError, InvalidInputError, ModelUnavailableError
+from bot.errors import (
+    BusyError,
+    InferenceError,
+    InvalidInputError,
+    ModelUnavailableError,
+    StorageError,
+)
 from bot.inference.engine import InferenceEngine
 from bot.inference.worker import URGENT
 from bot.services.sentiment import is_negative
@@ -34,8 +39,11 @@ GATE_MEMORY = 100_000
 
 
 def is_retriable(error: BaseException) -> bool:
-    """Whether a failed check may work later (busy, slow or unloaded model, database hiccup)."""
-    return isinstance(error, BusyError | InferenceError | ModelUnavailableError | SQLAlchemyError)
+    """Whether a failed check may work later (busy, slow or unloaded model, database hiccup).
+
+    Repositories raise StorageError for every database failure (never SQLAlchemy's own).
+    """
+    return isinstance(error, BusyError | InferenceError | ModelUnavailableError | StorageError)
 
 
 class AlreadyDecidedError(InvalidInputError):

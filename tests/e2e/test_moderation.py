@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import sqlite3
 from dataclasses import replace
 from typing import Any, cast
 
 import pytest
+from sqlalchemy.engine import make_url
 
 from bot.client import Bot
 from bot.cogs.moderation import ModerationCog
@@ -595,6 +597,37 @@ async def test_a_check_that_timed_out_is_retried_later(
 
     assert alert["embeds"][0]["url"].endswith(f"/{hostile['id']}")
     assert cog.backlog.lost(fake.guild_id) == 0 and cog.backlog.waiting(fake.guild_id) == 0
+
+
+async def test_a_flag_the_database_could_not_store_is_retried_not_lost(
+    bots: BotRunner, discord_server: LoopbackDiscord, database_url: str
+) -> None:
+    world, bot = await world_and_bot(bots, discord_server)
+    fake = discord_server.fake
+    await world.enable(discord_server, action="delete")
+    cog = moderation_cog(bot)
+    cog.backlog.delays_s = (0.2,) * 5
+    # Another process holds the database's write lock longer than the bot waits for it.
+    blocker = sqlite3.connect(make_url(database_url).database or "", isolation_level=None)
+    try:
+        blocker.execute("BEGIN EXCLUSIVE")
+        discord_server.errors.expect(1)  # the repository logs the failure once, at ERROR
+        hostile = await fake.post_message(fake.general, world.member, NEGATIVE[0])
+        await discord_server.wait_for(
+            lambda: cog.backlog.waiting(fake.guild_id) == 1, 20, "the flag to wait for a retry"
+        )
+        assert hostile in fake.messages[fake.general]  # nothing was done before it was stored
+    finally:
+        blocker.rollback()
+        blocker.close()
+
+    [alert] = await discord_server.wait_for(world.alerts, 20, "the retried flag's alert")
+
+    assert alert["embeds"][0]["url"].endswith(f"/{hostile['id']}")
+    assert hostile not in fake.messages[fake.general]
+    [event] = await flagged_events(bot, 1)
+    assert event.message_id == int(hostile["id"]) and event.action_succeeded
+    assert cog.backlog.lost(fake.guild_id) == 0
 
 
 async def test_messages_that_could_not_be_checked_are_counted_in_status(

@@ -11,7 +11,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from bot.errors import InvalidInputError
+from bot.errors import BusyError, InvalidInputError, StorageError
 from bot.inference.engine import InferenceEngine
 from bot.services.moderation import (
     Alert,
@@ -19,6 +19,7 @@ from bot.services.moderation import (
     AlreadyDecidedError,
     CheckedMessage,
     ModerationService,
+    is_retriable,
     render_chart,
 )
 from bot.storage.engine import SessionFactory, create_session_factory
@@ -252,3 +253,10 @@ async def test_stats_are_counted_by_the_database_per_utc_day(
     # The database sent back counts, never the events themselves.
     reads = [s for s in statements if "moderation_events" in s]
     assert reads and all("count(" in s.lower() and "group by" in s.lower() for s in reads)
+
+
+def test_database_and_model_hiccups_are_retried_bad_input_is_not() -> None:
+    assert is_retriable(StorageError("abcd1234"))  # what repositories raise for any failure
+    assert is_retriable(BusyError("sentiment", 1.0))
+    assert not is_retriable(InvalidInputError("no"))
+    assert not is_retriable(ValueError("bug"))
