@@ -113,7 +113,8 @@ def stats_text(stats: ModerationStats, guild_name: str) -> str:
     return clip("\n".join(lines), MESSAGE_LIMIT)
 
 
-def settings_text(settings: GuildSettings) -> str:
+def settings_text(settings: GuildSettings, extra: str = "") -> str:
+    """The settings, then ``extra``; long lists of exemptions are cut so that all fits."""
     log_channel = f"<#{settings.log_channel_id}>" if settings.log_channel_id else "none set"
     lines = [
         f"Moderation checks are **{'on' if settings.moderation_enabled else 'off'}**.",
@@ -124,13 +125,13 @@ def settings_text(settings: GuildSettings) -> str:
         f"Log channel: {log_channel}",
     ]
     exempt = "\nExempt roles: {} - exempt channels: {}"
-    room = MESSAGE_LIMIT - len("\n".join(lines)) - len(exempt.format("", ""))
+    room = MESSAGE_LIMIT - len("\n".join(lines)) - len(exempt.format("", "")) - len(extra)
     roles = join_within([f"<@&{r}>" for r in sorted(settings.exempt_role_ids)], room // 2)
     roles = roles or "none"
     channels = join_within(
         [f"<#{c}>" for c in sorted(settings.exempt_channel_ids)], room - len(roles)
     )
-    return "\n".join(lines) + exempt.format(roles, channels or "none")
+    return "\n".join(lines) + exempt.format(roles, channels or "none") + extra
 
 
 class ModerationCog(commands.Cog, name="Moderation"):
@@ -275,7 +276,7 @@ class ModerationCog(commands.Cog, name="Moderation"):
         self, interaction: discord.Interaction, settings: GuildSettings, extra: str = ""
     ) -> None:
         await interaction.followup.send(
-            settings_text(settings) + extra, ephemeral=True, allowed_mentions=NO_MENTIONS
+            settings_text(settings, extra), ephemeral=True, allowed_mentions=NO_MENTIONS
         )
 
     def _backlog_text(self, guild_id: int) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from dataclasses import replace
 from typing import Any, cast
@@ -651,6 +652,33 @@ async def test_messages_that_could_not_be_checked_are_counted_in_status(
 
     assert "Could not be checked (model busy or down, counted since the bot started): 3" in text
     assert not world.alerts()
+
+
+async def test_status_with_many_exemptions_and_lost_checks_fits_in_one_message(
+    bots: BotRunner, discord_server: LoopbackDiscord
+) -> None:
+    world, bot = await world_and_bot(bots, discord_server)
+    fake = discord_server.fake
+    await world.enable(discord_server)
+    await bot.services.moderation.configure(
+        fake.guild_id,
+        exempt_role_ids=frozenset(10**18 + i for i in range(200)),
+        exempt_channel_ids=frozenset(2 * 10**18 + i for i in range(200)),
+    )
+    cog = moderation_cog(bot)
+    cog.backlog.limit = 0  # nothing can wait: every failed check is counted as lost
+    worker = bot.services.engine.worker("sentiment")
+    worker.limits = replace(worker.limits, timeout_s=1e-6)
+    await fake.post_message(fake.general, world.member, NEGATIVE[0])
+    await discord_server.wait_for(lambda: cog.backlog.lost(fake.guild_id) == 1)
+
+    status = await fake.slash("moderation", {"status": {}})
+    [text] = await discord_server.answer(status)
+
+    assert len(text) <= 2000
+    assert "Exempt roles: <@&1000000000000000000>, " in text
+    assert re.search(r"… and \d+ more - exempt channels: <#2000000000000000000>, ", text)
+    assert text.endswith("counted since the bot started): 1")
 
 
 async def test_leaving_a_server_drops_its_moderation_memory(

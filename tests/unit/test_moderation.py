@@ -7,11 +7,15 @@ from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from bot.cogs.moderation import settings_text
 from bot.errors import BusyError, InvalidInputError, StorageError
+from bot.formatting import MESSAGE_LIMIT
 from bot.inference.engine import InferenceEngine
 from bot.services.moderation import (
     Alert,
@@ -24,7 +28,7 @@ from bot.services.moderation import (
 )
 from bot.storage.engine import SessionFactory, create_session_factory
 from bot.storage.models import ModerationEventRow
-from bot.storage.records import ModerationAction
+from bot.storage.records import GuildSettings, ModerationAction
 from bot.storage.repositories import GuildSettingsStore, ModerationEventStore
 from tests.tiny_models import NEGATIVE, POSITIVE, SARCASTIC
 
@@ -260,3 +264,23 @@ def test_database_and_model_hiccups_are_retried_bad_input_is_not() -> None:
     assert is_retriable(BusyError("sentiment", 1.0))
     assert not is_retriable(InvalidInputError("no"))
     assert not is_retriable(ValueError("bug"))
+
+
+@given(
+    roles=st.frozensets(st.integers(1, 2**63 - 1), max_size=300),
+    channels=st.frozensets(st.integers(1, 2**63 - 1), max_size=300),
+    lost=st.integers(0, 10**9),
+    waiting=st.integers(0, 500),
+)
+def test_settings_and_what_follows_them_always_fit_in_one_message(
+    roles: frozenset[int], channels: frozenset[int], lost: int, waiting: int
+) -> None:
+    extra = f"\nCould not be checked (counted since the bot started): {lost} - waiting {waiting}"
+    settings = GuildSettings(
+        guild_id=1, log_channel_id=2**63 - 1, exempt_role_ids=roles, exempt_channel_ids=channels
+    )
+
+    text = settings_text(settings, extra)
+
+    assert len(text) <= MESSAGE_LIMIT and text.endswith(extra)
+    assert ("Exempt roles: none" in text) == (not roles)
