@@ -342,6 +342,7 @@ class ModerationEventStore:
         await self.decide_once(event_id, decision, moderator_id)
         return await self.get(event_id)
 
+    @storage_call
     async def decide_once(self, event_id: int, decision: str, moderator_id: int) -> bool:
         """Store a moderator's decision unless the event has one; False if it had (or is gone).
 
