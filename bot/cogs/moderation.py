@@ -244,12 +244,14 @@ class ModerationCog(commands.Cog, name="Moderation"):
         settings = await self.service.exempt(_guild(interaction), role_id=role.id, remove=remove)
         await self._reply_settings(interaction, settings)
 
-    @exempt.command(name="channel", description="Never check messages in this channel")
+    @exempt.command(
+        name="channel", description="Never check messages in this channel and its threads"
+    )
     @app_commands.describe(remove="Check this channel again")
     async def exempt_channel(
         self,
         interaction: discord.Interaction,
-        channel: discord.TextChannel,
+        channel: discord.TextChannel | discord.ForumChannel,
         remove: bool = False,
     ) -> None:
         settings = await self.service.exempt(
@@ -322,13 +324,15 @@ class ModerationCog(commands.Cog, name="Moderation"):
         """Check a message and act on it; raises only errors worth a retry (see is_retriable)."""
         assert message.guild is not None
         roles = getattr(message.author, "roles", [])
+        channel = message.channel
         checked = CheckedMessage(
             message.guild.id,
-            message.channel.id,
+            channel.id,
             message.id,
             message.author.id,
             message.content,
             frozenset(role.id for role in roles),
+            parent_channel_id=channel.parent_id if isinstance(channel, discord.Thread) else None,
         )
         try:
             settings, verdict = await self.service.check(checked)

@@ -62,6 +62,11 @@ class CheckedMessage:
     author_id: int
     content: str
     author_role_ids: frozenset[int] = frozenset()
+    parent_channel_id: int | None = None  # a thread's channel (text or forum)
+
+    def in_any_of(self, channel_ids: frozenset[int]) -> bool:
+        """Whether it was posted in one of these channels or in a thread of one."""
+        return self.channel_id in channel_ids or self.parent_channel_id in channel_ids
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,7 +223,7 @@ class ModerationService:
         if (
             not settings.moderation_enabled
             or not text
-            or message.channel_id in settings.exempt_channel_ids
+            or message.in_any_of(settings.exempt_channel_ids)
             or message.author_role_ids & settings.exempt_role_ids
         ):
             return settings, None

@@ -215,6 +215,31 @@ async def test_exemptions_and_edits(bots: BotRunner, discord_server: LoopbackDis
     assert [e.message_id for e in await flagged_events(bot, 3)] == [int(edited["id"])]
 
 
+async def test_exempt_channels_exempt_their_threads_and_forums_can_be_exempt(
+    bots: BotRunner, discord_server: LoopbackDiscord
+) -> None:
+    fake = discord_server.fake
+    world = World(fake)
+    forum = fake.channel("questions")
+    fake.channels[forum]["type"] = 15  # a forum: every post is a thread
+    quiet_thread = fake.thread(world.quiet, "banter")
+    forum_post = fake.thread(forum, "why is the sky blue")
+    general_thread = fake.thread(fake.general, "help")
+    bot = await bots.start()
+    await world.enable(discord_server)
+    for channel in (world.quiet, forum):
+        exempt = await fake.slash("moderation", {"exempt": {"channel": {"channel": str(channel)}}})
+        assert f"<#{channel}>" in (await discord_server.answer(exempt))[0]
+
+    await fake.post_message(quiet_thread, world.member, NEGATIVE[0])
+    await fake.post_message(forum_post, world.member, NEGATIVE[1])
+    checked = await fake.post_message(general_thread, world.member, NEGATIVE[2])
+    [alert] = await discord_server.wait_for(world.alerts, what="the alert of the checked thread")
+
+    assert alert["embeds"][0]["url"].endswith(f"/{general_thread}/{checked['id']}")
+    assert [e.message_id for e in await flagged_events(bot, 3)] == [int(checked["id"])]
+
+
 @pytest.mark.both_backends
 async def test_alert_buttons_check_the_clicking_member(
     bots: BotRunner, discord_server: LoopbackDiscord

@@ -97,6 +97,8 @@ async def test_exempt_roles_and_channels_are_skipped(
 
     assert (await service.check(_message(NEGATIVE[0], roles=frozenset({7}))))[1] is None
     assert (await service.check(_message(NEGATIVE[0], channel=11)))[1] is None
+    in_thread = CheckedMessage(GUILD, 50, 101, 500, NEGATIVE[0], parent_channel_id=11)
+    assert (await service.check(in_thread))[1] is None  # a thread of an exempt channel
     settings = await service.exempt(GUILD, role_id=7, remove=True)
     assert settings.exempt_role_ids == frozenset()
     assert settings.exempt_channel_ids == frozenset({11})
