@@ -600,6 +600,45 @@ async def test_alerts_quote_only_what_the_log_channels_readers_can_see(
     assert await excerpt(staff, 5, mixed_log) == CANNOT_QUOTE  # helpers read the log only
 
 
+async def test_alerts_do_not_quote_to_a_mix_of_roles_that_reads_the_log_only(
+    bots: BotRunner, discord_server: LoopbackDiscord
+) -> None:
+    fake = discord_server.fake
+    world = World(fake)
+    helpers = fake.add_role("helpers", 0, position=3)
+    newbies = fake.add_role("newbies", 0, position=1)
+    helper_log = fake.channel("helper-log")
+    fake.set_overwrite(helper_log, fake.guild_id, deny=VIEW_CHANNEL)
+    fake.set_overwrite(helper_log, helpers["id"], allow=VIEW_CHANNEL)
+    veterans = fake.channel("veterans")
+    fake.set_overwrite(veterans, newbies["id"], deny=VIEW_CHANNEL)
+    lounge = fake.channel("lounge")
+    banned = fake.user("banned-helper")
+    fake.add_member(banned, [helpers])
+    fake.set_overwrite(lounge, banned["id"], member=True, deny=VIEW_CHANNEL)
+    fake.add_member(fake.user("new-helper"), [helpers, newbies])  # reads the log, not veterans
+    await bots.start()
+    await world.enable(discord_server)
+    await world.configure(discord_server, log_channel=str(helper_log))
+
+    quoted = []
+    for count, (channel, author) in enumerate(
+        [(veterans, world.member), (lounge, world.regular), (fake.general, world.vip)], start=1
+    ):
+        message = await fake.post_message(channel, author, NEGATIVE[count])
+        alerts = await discord_server.wait_for(
+            lambda n=count: (
+                len(fake.bot_messages(helper_log)) == n and fake.bot_messages(helper_log)
+            ),
+            what="an alert",
+        )
+        [embed] = alerts[-1]["embeds"]
+        assert embed["url"].endswith(f"/{channel}/{message['id']}")
+        quoted.append(embed["description"])
+
+    assert quoted == [CANNOT_QUOTE, CANNOT_QUOTE, NEGATIVE[3]]
+
+
 # --- checks that failed are tried again ---------------------------------------------
 
 
