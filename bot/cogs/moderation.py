@@ -405,13 +405,22 @@ class ModerationCog(commands.Cog, name="Moderation"):
         event: ModerationEvent,
         outcome: str,
     ) -> None:
-        decision = self.service.gate.admit(*key)
+        gate = self.service.gate
+        decision = gate.admit(*key)
+        if decision is Alert.GROUP:
+            if await self.alerts.join(key, event.id, outcome):
+                return
+            gate.alert_gone(*key)  # deleted by a moderator, or no longer remembered
+            decision = gate.admit(*key)
         if decision is Alert.POST:
-            excerpt = message.content if await self._may_quote(message, channel) else CANNOT_QUOTE
-            embed = alert_embed(event, excerpt, outcome)
-            await self.alerts.post(channel, key, event.id, embed, alert_view(event.id))
-        elif decision is Alert.GROUP:
-            await self.alerts.join(key, event.id, outcome)
+            try:
+                quote = await self._may_quote(message, channel)
+                embed = alert_embed(event, message.content if quote else CANNOT_QUOTE, outcome)
+                await self.alerts.post(channel, key, event.id, embed, alert_view(event.id))
+            except BaseException:
+                gate.withdraw(key[0])  # nothing went out: later flags must not join it
+                raise
+            gate.posted(*key)
         elif decision is Alert.CAP_NOTICE:
             await channel.send(
                 "Many messages are being flagged: further alerts this minute are recorded "

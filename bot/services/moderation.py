@@ -114,6 +114,8 @@ class AlertGate:
         self._guilds: TTLCache[int, _GuildAlerts] = TTLCache(memory, ttl=60, timer=clock)
 
     def admit(self, guild_id: int, author_id: int) -> Alert:
+        """What to do with a flag; a POST holds a place under the cap until ``posted`` (or
+        ``withdraw`` when posting failed)."""
         now = self._clock()
         last = self._last_alert.get((guild_id, author_id))
         if last is not None and now - last < self._window:
@@ -130,8 +132,21 @@ class AlertGate:
             return Alert.CAP_NOTICE
         state.capped = False
         posted.append(now)
-        self._last_alert[(guild_id, author_id)] = now
         return Alert.POST
+
+    def posted(self, guild_id: int, author_id: int) -> None:
+        """The author's alert went out: their next flags in the window join it."""
+        self._last_alert[(guild_id, author_id)] = self._clock()
+
+    def withdraw(self, guild_id: int) -> None:
+        """An admitted alert could not be posted: it does not count under the cap."""
+        state = self._guilds.get(guild_id)
+        if state is not None and state.posted:
+            state.posted.pop()
+
+    def alert_gone(self, guild_id: int, author_id: int) -> None:
+        """The author's alert is gone (deleted): their next flag is admitted anew."""
+        self._last_alert.pop((guild_id, author_id), None)
 
     def tracked(self) -> int:
         """How many authors and guilds it remembers now."""

@@ -544,6 +544,46 @@ async def test_a_later_flag_joins_a_decided_alert_without_erasing_the_decision(
     assert buttons(alert) == []
 
 
+async def test_a_flag_after_its_alert_was_deleted_gets_a_new_alert(
+    bots: BotRunner, discord_server: LoopbackDiscord
+) -> None:
+    world, _ = await world_and_bot(bots, discord_server)
+    fake = discord_server.fake
+    await world.enable(discord_server)
+    await fake.post_message(fake.general, world.member, NEGATIVE[0])
+    [first] = await discord_server.wait_for(world.alerts, what="an alert")
+    await fake.delete_messages(world.log_channel, [first])  # a moderator tidies the log
+
+    later = await fake.post_message(fake.general, world.member, NEGATIVE[1])
+    [alert] = await discord_server.wait_for(world.alerts, what="a new alert")
+    await fake.post_message(fake.general, world.member, NEGATIVE[2])
+    await discord_server.wait_for(
+        lambda: "+1 more" in alert["embeds"][0].get("footer", {}).get("text", ""),
+        what="the next flag to join the new alert",
+    )
+
+    assert alert["embeds"][0]["url"].endswith(f"/{later['id']}")
+    assert alert["embeds"][0]["description"] == NEGATIVE[1]
+    assert len(world.alerts()) == 1
+
+
+async def test_a_flag_after_a_failed_alert_gets_an_alert_of_its_own(
+    bots: BotRunner, discord_server: LoopbackDiscord
+) -> None:
+    world, _ = await world_and_bot(bots, discord_server)
+    fake = discord_server.fake
+    await world.enable(discord_server)
+    fake.fail_with("POST", f"/channels/{world.log_channel}/messages$", 403)
+    await fake.post_message(fake.general, world.member, NEGATIVE[0])
+    await discord_server.wait_for(lambda: not fake.failures, what="the alert to fail")
+
+    later = await fake.post_message(fake.general, world.member, NEGATIVE[1])
+    [alert] = await discord_server.wait_for(world.alerts, what="an alert")
+
+    assert alert["embeds"][0]["url"].endswith(f"/{later['id']}")
+    assert "more flagged" not in alert["embeds"][0].get("footer", {}).get("text", "")
+
+
 # --- what alerts quote --------------------------------------------------------------
 
 

@@ -133,38 +133,59 @@ async def test_settings_are_checked(engine: InferenceEngine, sessions: SessionFa
         await service.stats(GUILD, 0)
 
 
+def _alert(gate: AlertGate, guild: int, author: int) -> Alert:
+    """Admit a flag and, when it is to be posted, post it."""
+    decision = gate.admit(guild, author)
+    if decision is Alert.POST:
+        gate.posted(guild, author)
+    return decision
+
+
 def test_alerts_are_grouped_per_author_and_capped_per_guild() -> None:
     now = [0.0]
     gate = AlertGate(group_window_s=60, per_minute=3, clock=lambda: now[0])
 
-    assert gate.admit(GUILD, 1) is Alert.POST
-    assert gate.admit(GUILD, 1) is Alert.GROUP
-    assert [gate.admit(GUILD, author) for author in (2, 3, 4, 5)] == [
+    assert _alert(gate, GUILD, 1) is Alert.POST
+    assert _alert(gate, GUILD, 1) is Alert.GROUP
+    assert [_alert(gate, GUILD, author) for author in (2, 3, 4, 5)] == [
         Alert.POST,
         Alert.POST,
         Alert.CAP_NOTICE,
         Alert.SUPPRESS,
     ]
-    assert gate.admit(2, 4) is Alert.POST  # other guilds have their own cap
+    assert _alert(gate, 2, 4) is Alert.POST  # other guilds have their own cap
     now[0] = 61.0
-    assert gate.admit(GUILD, 1) is Alert.POST  # a minute later, a new alert
+    assert _alert(gate, GUILD, 1) is Alert.POST  # a minute later, a new alert
+
+
+def test_only_an_alert_that_went_out_is_grouped_onto_or_counted() -> None:
+    gate = AlertGate(group_window_s=60, per_minute=2, clock=lambda: 0.0)
+
+    assert gate.admit(GUILD, 1) is Alert.POST
+    gate.withdraw(GUILD)  # posting it failed
+    assert gate.admit(GUILD, 1) is Alert.POST  # not grouped onto nothing, nor counted
+    gate.posted(GUILD, 1)
+    assert gate.admit(GUILD, 1) is Alert.GROUP
+    gate.alert_gone(GUILD, 1)  # a moderator deleted it
+    assert gate.admit(GUILD, 1) is Alert.POST  # the second of two this minute
+    assert _alert(gate, GUILD, 2) is Alert.CAP_NOTICE
 
 
 def test_the_alert_gate_forgets_quiet_authors_and_left_guilds() -> None:
     now = [0.0]
     gate = AlertGate(group_window_s=60, per_minute=1000, clock=lambda: now[0], memory=100)
 
-    assert all(gate.admit(GUILD, author) is Alert.POST for author in range(500))
-    gate.admit(2, 1)
+    assert all(_alert(gate, GUILD, author) is Alert.POST for author in range(500))
+    _alert(gate, 2, 1)
     assert gate.tracked() <= 100 + 2  # bounded however many authors came
 
     now[0] = 61.0
     assert gate.tracked() == 0  # nothing older than a minute is kept
-    assert gate.admit(GUILD, 1) is Alert.POST
-    gate.admit(2, 1)
+    assert _alert(gate, GUILD, 1) is Alert.POST
+    _alert(gate, 2, 1)
     gate.forget_guild(GUILD)
     assert gate.tracked() == 2  # guild 2's author and guild 2
-    assert gate.admit(GUILD, 1) is Alert.POST  # a fresh start in the forgotten guild
+    assert _alert(gate, GUILD, 1) is Alert.POST  # a fresh start in the forgotten guild
 
 
 async def test_concurrent_decisions_on_one_event_store_one(
