@@ -285,8 +285,8 @@ class ModerationCog(commands.Cog, name="Moderation"):
         waiting = self.backlog.waiting(guild_id)
         retrying = f" - waiting for a retry: {waiting}" if waiting else ""
         return (
-            "\nCould not be checked (model busy or down, counted since the bot started): "
-            f"{self.backlog.lost(guild_id)}{retrying}"
+            "\nCould not be checked (model or database busy or down, counted since the bot "
+            f"started): {self.backlog.lost(guild_id)}{retrying}"
         )
 
     # --- checks -----------------------------------------------------------------------

@@ -754,7 +754,10 @@ async def test_messages_that_could_not_be_checked_are_counted_in_status(
     )
     [text] = await discord_server.answer(await fake.slash("moderation", {"status": {}}))
 
-    assert "Could not be checked (model busy or down, counted since the bot started): 3" in text
+    assert (
+        "Could not be checked (model or database busy or down, counted since the bot started): 3"
+        in text
+    )
     assert not world.alerts()
 
 
