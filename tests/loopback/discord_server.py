@@ -516,6 +516,11 @@ class FakeDiscord:
         for _ in range(times):
             self.failures.append((method, re.compile(path_pattern), 429, retry_after))
 
+    def fail_with(self, method: str, path_pattern: str, status: int, times: int = 1) -> None:
+        """Answer the next ``times`` matching requests with ``status`` (e.g. 403, 404)."""
+        for _ in range(times):
+            self.failures.append((method, re.compile(path_pattern), status, 0.0))
+
     def _take_failure(self, method: str, path: str) -> tuple[int, float] | None:
         for index, (f_method, pattern, status, retry_after) in enumerate(self.failures):
             if f_method == method and pattern.search(path):
@@ -580,6 +585,10 @@ class FakeDiscord:
         failure = self._take_failure(request.method, path)
         if failure is not None:
             status, retry_after = failure
+            if status != 429:
+                return json_response(
+                    {"message": f"failed on purpose ({status})", "code": 0}, status
+                )
             return web.Response(
                 body=json.dumps(
                     {
