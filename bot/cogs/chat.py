@@ -15,7 +15,7 @@ from bot.client import Bot
 from bot.cogs.errors import report
 from bot.cogs.first_use import load_first
 from bot.cogs.streaming import Send, StreamingReply
-from bot.errors import CooldownError, InvalidInputError, StorageError
+from bot.errors import InvalidInputError, StorageError, UserFacingError
 from bot.formatting import NO_MENTIONS, split_message, truncate
 from bot.services.conversations import (
     MAX_MESSAGE_CHARS,
@@ -163,8 +163,10 @@ class ChatCog(commands.Cog):
                 return  # deleted before its answer was shown: nobody to answer
             await reply.finish()
         except Exception as error:  # a message handler must answer, never die silently
-            if isinstance(error, CooldownError) and error.repeated:
+            if isinstance(error, UserFacingError) and error.repeated:
                 return  # a flood is told once per window, not once per message
+            if isinstance(error, discord.NotFound) and reply.messages:
+                return  # the answer was deleted while it was written: nothing left to edit
             text = report(error, f"conversation reply in channel {message.channel.id}")
             await message.channel.send(
                 text, reference=_reply_reference(message), allowed_mentions=NO_MENTIONS

@@ -335,6 +335,34 @@ async def test_a_message_deleted_while_answered_stops_its_answer(
     assert not fake.refused
 
 
+async def test_an_answer_deleted_while_it_streams_stops_quietly(
+    bot: Bot, discord_server: LoopbackDiscord
+) -> None:
+    fake = discord_server.fake
+    await discord_server.answer(await fake.slash("conversation", {"enable": {}}))
+    shown, gate = asyncio.Event(), asyncio.Event()
+    original = bot.services.engine.chat_stream
+
+    async def held(messages: Sequence[ChatMessage], **kwargs: Any) -> AsyncIterator[str]:
+        yield "The first words"
+        shown.set()
+        await gate.wait()  # a moderator deletes the answer while it is being written
+        async for piece in original(messages, **kwargs):
+            yield piece
+
+    bot.services.engine.chat_stream = held  # type: ignore[method-assign]
+    asked = await fake.post_message(fake.general, fake.owner, "tell me a long story")
+    await discord_server.wait_for(lambda: asked["id"] in replies_to(fake, fake.general), 30)
+    await fake.delete_messages(fake.general, [replies_to(fake, fake.general)[asked["id"]]])
+    gate.set()
+    bot.services.engine.chat_stream = original  # type: ignore[method-assign]
+    last = await fake.post_message(fake.general, fake.owner, "last question")
+    await discord_server.wait_for(lambda: last["id"] in replies_to(fake, fake.general), 30)
+
+    assert list(replies_to(fake, fake.general)) == [last["id"]]
+    assert not any("error id" in m["content"] for m in fake.bot_messages(fake.general))
+
+
 async def test_an_answer_to_a_message_deleted_unseen_is_still_sent(
     bot: Bot, discord_server: LoopbackDiscord
 ) -> None:
