@@ -14,6 +14,10 @@ from bot.redaction import for_members
 class UserFacingError(Exception):
     """An error whose message can be shown to the user as it is."""
 
+    # Already said in this window: a flood of channel messages is told once, not once each
+    # (a slash command is always answered).
+    repeated = False
+
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
@@ -30,7 +34,6 @@ class CooldownError(UserFacingError):
         seconds = max(1, math.ceil(retry_after_s))
         super().__init__(f"You're going a bit fast - try again in {seconds} s.")
         self.retry_after_s = retry_after_s
-        # Already refused in this window: a flood is told once, not once per message.
         self.repeated = repeated
 
 

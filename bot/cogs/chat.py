@@ -15,7 +15,7 @@ from bot.client import Bot
 from bot.cogs.errors import report
 from bot.cogs.first_use import load_first
 from bot.cogs.streaming import Send, StreamingReply
-from bot.errors import CooldownError, InvalidInputError, StorageError
+from bot.errors import InvalidInputError, StorageError, UserFacingError
 from bot.formatting import NO_MENTIONS, split_message, truncate
 from bot.services.conversations import (
     MAX_MESSAGE_CHARS,
@@ -134,8 +134,11 @@ class ChatCog(commands.Cog):
         assert message.guild is not None
         speaker = speaker_of(message.author, message.guild.id, message.channel.id)
         reply = StreamingReply(
-            lambda content: message.reply(
-                content, allowed_mentions=NO_MENTIONS, suppress_embeds=True
+            lambda content: message.channel.send(
+                content,
+                reference=_reply_reference(message),
+                allowed_mentions=NO_MENTIONS,
+                suppress_embeds=True,
             ),
             lambda content: message.channel.send(
                 content, allowed_mentions=NO_MENTIONS, suppress_embeds=True
@@ -152,18 +155,22 @@ class ChatCog(commands.Cog):
             async with contextlib.aclosing(answer):
                 async with message.channel.typing():
                     first = await anext(answer, None)
-                if first is None and self.conversations.was_deleted(message.id):
-                    return  # deleted while it waited for its turn: nobody to answer
                 if first is not None:
                     await reply.add(first)
                     async for piece in answer:
                         await reply.add(piece)
+            if not reply.messages and self.conversations.was_deleted(message.id):
+                return  # deleted before its answer was shown: nobody to answer
             await reply.finish()
         except Exception as error:  # a message handler must answer, never die silently
-            if isinstance(error, CooldownError) and error.repeated:
+            if isinstance(error, UserFacingError) and error.repeated:
                 return  # a flood is told once per window, not once per message
+            if isinstance(error, discord.NotFound) and reply.messages:
+                return  # the answer was deleted while it was written: nothing left to edit
             text = report(error, f"conversation reply in channel {message.channel.id}")
-            await message.reply(text, allowed_mentions=NO_MENTIONS)
+            await message.channel.send(
+                text, reference=_reply_reference(message), allowed_mentions=NO_MENTIONS
+            )
 
     async def _should_answer(self, message: discord.Message) -> bool:
         me = self.bot.user
@@ -256,3 +263,9 @@ class ChatCog(commands.Cog):
 
 async def setup(bot: Bot) -> None:
     await bot.add_cog(ChatCog(bot))
+
+
+def _reply_reference(message: discord.Message) -> discord.MessageReference:
+    # The member may delete the message while it is answered, before the bot hears of it:
+    # the answer is then sent without the link instead of being refused.
+    return message.to_reference(fail_if_not_exists=False)

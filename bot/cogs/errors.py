@@ -32,6 +32,8 @@ def describe(error: BaseException) -> tuple[str, bool]:
     if isinstance(error, app_commands.BotMissingPermissions):
         needed = ", ".join(p.replace("_", " ").title() for p in error.missing_permissions)
         return f"I need the {needed} permission here to do that.", True
+    if isinstance(error, discord.Forbidden):  # a permission Discord checked and we did not
+        return "Discord didn't let me do that here: I'm missing a permission in this channel.", True
     if isinstance(error, app_commands.NoPrivateMessage):
         return "That command only works in a server.", True
     if isinstance(error, app_commands.CheckFailure):

@@ -27,7 +27,6 @@ from bot.services.moderation import (
     CheckedMessage,
     ModerationService,
     ModerationStats,
-    Verdict,
     is_retriable,
     render_chart,
 )
@@ -114,7 +113,8 @@ def stats_text(stats: ModerationStats, guild_name: str) -> str:
     return clip("\n".join(lines), MESSAGE_LIMIT)
 
 
-def settings_text(settings: GuildSettings) -> str:
+def settings_text(settings: GuildSettings, extra: str = "") -> str:
+    """The settings, then ``extra``; long lists of exemptions are cut so that all fits."""
     log_channel = f"<#{settings.log_channel_id}>" if settings.log_channel_id else "none set"
     lines = [
         f"Moderation checks are **{'on' if settings.moderation_enabled else 'off'}**.",
@@ -125,13 +125,13 @@ def settings_text(settings: GuildSettings) -> str:
         f"Log channel: {log_channel}",
     ]
     exempt = "\nExempt roles: {} - exempt channels: {}"
-    room = MESSAGE_LIMIT - len("\n".join(lines)) - len(exempt.format("", ""))
+    room = MESSAGE_LIMIT - len("\n".join(lines)) - len(exempt.format("", "")) - len(extra)
     roles = join_within([f"<@&{r}>" for r in sorted(settings.exempt_role_ids)], room // 2)
     roles = roles or "none"
     channels = join_within(
         [f"<#{c}>" for c in sorted(settings.exempt_channel_ids)], room - len(roles)
     )
-    return "\n".join(lines) + exempt.format(roles, channels or "none")
+    return "\n".join(lines) + exempt.format(roles, channels or "none") + extra
 
 
 class ModerationCog(commands.Cog, name="Moderation"):
@@ -244,12 +244,14 @@ class ModerationCog(commands.Cog, name="Moderation"):
         settings = await self.service.exempt(_guild(interaction), role_id=role.id, remove=remove)
         await self._reply_settings(interaction, settings)
 
-    @exempt.command(name="channel", description="Never check messages in this channel")
+    @exempt.command(
+        name="channel", description="Never check messages in this channel and its threads"
+    )
     @app_commands.describe(remove="Check this channel again")
     async def exempt_channel(
         self,
         interaction: discord.Interaction,
-        channel: discord.TextChannel,
+        channel: discord.TextChannel | discord.ForumChannel,
         remove: bool = False,
     ) -> None:
         settings = await self.service.exempt(
@@ -276,15 +278,15 @@ class ModerationCog(commands.Cog, name="Moderation"):
         self, interaction: discord.Interaction, settings: GuildSettings, extra: str = ""
     ) -> None:
         await interaction.followup.send(
-            settings_text(settings) + extra, ephemeral=True, allowed_mentions=NO_MENTIONS
+            settings_text(settings, extra), ephemeral=True, allowed_mentions=NO_MENTIONS
         )
 
     def _backlog_text(self, guild_id: int) -> str:
         waiting = self.backlog.waiting(guild_id)
         retrying = f" - waiting for a retry: {waiting}" if waiting else ""
         return (
-            "\nCould not be checked (model busy or down, counted since the bot started): "
-            f"{self.backlog.lost(guild_id)}{retrying}"
+            "\nCould not be checked (model or database busy or down, counted since the bot "
+            f"started): {self.backlog.lost(guild_id)}{retrying}"
         )
 
     # --- checks -----------------------------------------------------------------------
@@ -322,32 +324,36 @@ class ModerationCog(commands.Cog, name="Moderation"):
         """Check a message and act on it; raises only errors worth a retry (see is_retriable)."""
         assert message.guild is not None
         roles = getattr(message.author, "roles", [])
+        channel = message.channel
         checked = CheckedMessage(
             message.guild.id,
-            message.channel.id,
+            channel.id,
             message.id,
             message.author.id,
             message.content,
             frozenset(role.id for role in roles),
+            parent_channel_id=channel.parent_id if isinstance(channel, discord.Thread) else None,
         )
         try:
             settings, verdict = await self.service.check(checked)
+            if verdict is None:
+                return
+            # Stored first, so that a flag is never lost: nothing was done yet, so a
+            # failure here is tried again like a failed check.
+            event = await self.service.record(verdict, settings)
         except Exception as error:
             if is_retriable(error):
                 raise
             _log_failure(message, error)
             return
-        if verdict is None:
-            return
-        try:  # from here on, never again: the event may be stored and acted on
-            await self._act(message, settings, verdict)
+        try:  # from here on, never again: the event is stored and may be acted on
+            await self._act(message, settings, event)
         except Exception as error:  # one message must never take the checks down
             _log_failure(message, error)
 
     async def _act(
-        self, message: discord.Message, settings: GuildSettings, verdict: Verdict
+        self, message: discord.Message, settings: GuildSettings, event: ModerationEvent
     ) -> None:
-        event = await self.service.record(verdict, settings)  # first: never lost
         if settings.dry_run:
             outcome, succeeded = f"dry run: would {_verb(settings)}", True
         else:
@@ -400,13 +406,22 @@ class ModerationCog(commands.Cog, name="Moderation"):
         event: ModerationEvent,
         outcome: str,
     ) -> None:
-        decision = self.service.gate.admit(*key)
+        gate = self.service.gate
+        decision = gate.admit(*key)
+        if decision is Alert.GROUP:
+            if await self.alerts.join(key, event.id, outcome):
+                return
+            gate.alert_gone(*key)  # deleted by a moderator, or no longer remembered
+            decision = gate.admit(*key)
         if decision is Alert.POST:
-            excerpt = message.content if await self._may_quote(message, channel) else CANNOT_QUOTE
-            embed = alert_embed(event, excerpt, outcome)
-            await self.alerts.post(channel, key, event.id, embed, alert_view(event.id))
-        elif decision is Alert.GROUP:
-            await self.alerts.join(key, event.id, outcome)
+            try:
+                quote = await self._may_quote(message, channel)
+                embed = alert_embed(event, message.content if quote else CANNOT_QUOTE, outcome)
+                await self.alerts.post(channel, key, event.id, embed, alert_view(event.id))
+            except BaseException:
+                gate.withdraw(key[0])  # nothing went out: later flags must not join it
+                raise
+            gate.posted(*key)
         elif decision is Alert.CAP_NOTICE:
             await channel.send(
                 "Many messages are being flagged: further alerts this minute are recorded "

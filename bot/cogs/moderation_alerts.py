@@ -77,17 +77,22 @@ class AlertBoard:
         self._alerts[key] = PostedAlert(sent, event_id, embed)
 
     async def join(self, key: AlertKey, event_id: int, outcome: str) -> bool:
-        """Count a later flag on the author's alert (call under ``lock(key)``); False if none."""
+        """Count a later flag on the author's alert (call under ``lock(key)``); False if there
+        is none, or it was deleted (then it is forgotten)."""
         alert = self._alerts.get(key)
         if alert is None:
             return False
-        alert.more += 1
         embed = copy_embed(alert.embed)
         embed.set_footer(
-            text=f"event #{alert.first_event_id} · +{alert.more} more flagged from this author "
-            f"(event #{event_id}, {outcome})"
+            text=f"event #{alert.first_event_id} · +{alert.more + 1} more flagged from this "
+            f"author (event #{event_id}, {outcome})"
         )
-        await alert.message.edit(embed=embed)  # its buttons, or their absence, stay as they are
+        try:  # its buttons, or their absence, stay as they are
+            await alert.message.edit(embed=embed)
+        except discord.NotFound:
+            self._alerts.pop(key, None)
+            return False
+        alert.more += 1
         alert.embed = embed
         return True
 

@@ -19,7 +19,14 @@ from bot.formatting import (
     split_message,
     truncate,
 )
-from bot.services.summaries import MAX_TEXT_CHARS, ChannelMessage, ChannelSummary, parse_duration
+from bot.services.summaries import (
+    MAX_MAX_LENGTH,
+    MAX_MIN_LENGTH,
+    MAX_TEXT_CHARS,
+    ChannelMessage,
+    ChannelSummary,
+    parse_duration,
+)
 
 
 def as_channel_message(message: discord.Message) -> ChannelMessage:
@@ -53,6 +60,8 @@ def summary_embed(summary: ChannelSummary, guild_id: int, channel_id: int) -> di
         skipped.append(f"{summary.skipped_no_text} without text (attachments/embeds only)")
     if summary.skipped_bots:
         skipped.append(f"{summary.skipped_bots} from bots")
+    if summary.skipped_over_limit:
+        skipped.append(f"{summary.skipped_over_limit} older ones (more text than I read at once)")
     if skipped:
         embed.set_footer(text="Skipped: " + ", ".join(skipped))
     return fit_embed(embed)
@@ -91,13 +100,13 @@ class SummarizeCog(commands.Cog):
         messages: app_commands.Range[int, 5, 500] = 50,
         since: str | None = None,
         private: bool = False,
-        min_length: app_commands.Range[int, 0, 500] | None = None,
-        max_length: app_commands.Range[int, 10, 1000] = 130,
+        min_length: app_commands.Range[int, 0, MAX_MIN_LENGTH] | None = None,
+        max_length: app_commands.Range[int, 10, MAX_MAX_LENGTH] = 130,
     ) -> None:
         if text is None:
             _require_history_access(interaction)
-        self.bot.services.cooldowns.hit((interaction.user.id, "summarize"))
         after = datetime.now(UTC) - parse_duration(since) if since else None
+        self.bot.services.cooldowns.hit((interaction.user.id, "summarize"))  # valid input only
         await interaction.response.defer(ephemeral=private, thinking=True)
         if text is not None:
             async with first_use(interaction, self.bot.services.engine, "summarization"):

@@ -8,7 +8,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Callable, Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from cachetools import LRUCache
+from cachetools import LRUCache, TTLCache
 
 from bot.errors import InvalidInputError
 from bot.inference.chat import ChatMessage
@@ -32,6 +32,8 @@ HISTORY_WINDOW = 60
 # Ids of recently deleted messages remembered, so that a message deleted while it waits
 # for its turn (or while its turn is being stored) is never remembered.
 RECENTLY_DELETED = 10_000
+BUSY_CHANNELS = 10_000
+BUSY_NOTICE_S = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +68,8 @@ class ConversationService:
         self._queue_limit = queue_limit
         self._pace = RateLimit(answers_per_minute, 60.0)
         self._deleted: LRUCache[int, bool] = LRUCache(RECENTLY_DELETED)
+        # Channels told they are busy within the last minute: told once, not once per message.
+        self._told_busy: TTLCache[int, None] = TTLCache(BUSY_CHANNELS, ttl=BUSY_NOTICE_S)
 
     def line_up(self, channel_id: int) -> Place:
         """A place in the channel's line. Join before the first ``await`` to keep arrival order,
@@ -94,7 +98,9 @@ class ConversationService:
         if len(text) > MAX_MESSAGE_CHARS:
             raise InvalidInputError(f"Please keep messages under {MAX_MESSAGE_CHARS} characters.")
         if place.ahead > self._queue_limit:
-            raise ChannelBusyError(place.ahead)
+            repeated = speaker.channel_id in self._told_busy
+            self._told_busy[speaker.channel_id] = None
+            raise ChannelBusyError(place.ahead, repeated=repeated)
         self._pace.hit((speaker.guild_id, speaker.author_id))
         return self._answer(speaker, text, place, message_id, answer_message_id)
 
@@ -152,6 +158,8 @@ class ConversationService:
         async with contextlib.aclosing(stream):  # closing it stops the generation
             async for piece in stream:
                 place.raise_if_dropped()
+                if self.was_deleted(message_id):
+                    return  # the question was deleted while answered: stop, store nothing
                 pieces.append(piece)
                 yield piece
         place.raise_if_dropped()

@@ -12,11 +12,12 @@ from bot.errors import UserFacingError
 class ChannelBusyError(UserFacingError):
     """Too many answers are already waiting in this channel."""
 
-    def __init__(self, waiting: int) -> None:
+    def __init__(self, waiting: int, *, repeated: bool = False) -> None:
         super().__init__(
             f"I'm already answering {waiting} messages in this channel - "
             "please wait for those and try again."
         )
+        self.repeated = repeated
 
 
 RESET = "This channel's conversation was reset, so I stopped answering that."

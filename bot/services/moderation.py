@@ -6,7 +6,7 @@ import asyncio
 import io
 import time
 import weakref
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -14,9 +14,14 @@ from enum import Enum
 from typing import Any
 
 from cachetools import TTLCache
-from sqlalchemy.exc import SQLAlchemyError
 
-from bot.errors import BusyError, InferenceError, InvalidInputError, ModelUnavailableError
+from bot.errors import (
+    BusyError,
+    InferenceError,
+    InvalidInputError,
+    ModelUnavailableError,
+    StorageError,
+)
 from bot.inference.engine import InferenceEngine
 from bot.inference.worker import URGENT
 from bot.metrics import Metrics
@@ -35,8 +40,11 @@ GATE_MEMORY = 100_000
 
 
 def is_retriable(error: BaseException) -> bool:
-    """Whether a failed check may work later (busy, slow or unloaded model, database hiccup)."""
-    return isinstance(error, BusyError | InferenceError | ModelUnavailableError | SQLAlchemyError)
+    """Whether a failed check may work later (busy, slow or unloaded model, database hiccup).
+
+    Repositories raise StorageError for every database failure (never SQLAlchemy's own).
+    """
+    return isinstance(error, BusyError | InferenceError | ModelUnavailableError | StorageError)
 
 
 class AlreadyDecidedError(InvalidInputError):
@@ -55,6 +63,11 @@ class CheckedMessage:
     author_id: int
     content: str
     author_role_ids: frozenset[int] = frozenset()
+    parent_channel_id: int | None = None  # a thread's channel (text or forum)
+
+    def in_any_of(self, channel_ids: frozenset[int]) -> bool:
+        """Whether it was posted in one of these channels or in a thread of one."""
+        return self.channel_id in channel_ids or self.parent_channel_id in channel_ids
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +115,8 @@ class AlertGate:
         self._guilds: TTLCache[int, _GuildAlerts] = TTLCache(memory, ttl=60, timer=clock)
 
     def admit(self, guild_id: int, author_id: int) -> Alert:
+        """What to do with a flag; a POST holds a place under the cap until ``posted`` (or
+        ``withdraw`` when posting failed)."""
         now = self._clock()
         last = self._last_alert.get((guild_id, author_id))
         if last is not None and now - last < self._window:
@@ -118,8 +133,21 @@ class AlertGate:
             return Alert.CAP_NOTICE
         state.capped = False
         posted.append(now)
-        self._last_alert[(guild_id, author_id)] = now
         return Alert.POST
+
+    def posted(self, guild_id: int, author_id: int) -> None:
+        """The author's alert went out: their next flags in the window join it."""
+        self._last_alert[(guild_id, author_id)] = self._clock()
+
+    def withdraw(self, guild_id: int) -> None:
+        """An admitted alert could not be posted: it does not count under the cap."""
+        state = self._guilds.get(guild_id)
+        if state is not None and state.posted:
+            state.posted.pop()
+
+    def alert_gone(self, guild_id: int, author_id: int) -> None:
+        """The author's alert is gone (deleted): their next flag is admitted anew."""
+        self._last_alert.pop((guild_id, author_id), None)
 
     def tracked(self) -> int:
         """How many authors and guilds it remembers now."""
@@ -213,7 +241,7 @@ class ModerationService:
         if (
             not settings.moderation_enabled
             or not text
-            or message.channel_id in settings.exempt_channel_ids
+            or message.in_any_of(settings.exempt_channel_ids)
             or message.author_role_ids & settings.exempt_role_ids
         ):
             return settings, None
@@ -279,24 +307,23 @@ class ModerationService:
             raise InvalidInputError("Pick between 1 and 365 days.")
         today = datetime.now(UTC).date()
         start = today - timedelta(days=days - 1)
-        events = await self._events.since(
+        counts = await self._events.counts(
             guild_id, datetime.combine(start, datetime.min.time(), UTC)
-        )
-        per_day = Counter(event.created_at.astimezone(UTC).date() for event in events)
-        actions = Counter(
-            f"{event.action.value} (dry run)" if event.dry_run else event.action.value
-            for event in events
         )
         return ModerationStats(
             days=days,
-            total=len(events),
-            by_action=dict(actions.most_common()),
-            by_label=dict(Counter(event.label for event in events).most_common()),
-            top_channels=Counter(event.channel_id for event in events).most_common(5),
+            total=counts.total,
+            by_action={
+                f"{action.value} (dry run)" if dry_run else action.value: count
+                for action, dry_run, count in counts.by_action
+            },
+            by_label=dict(counts.by_label),
+            top_channels=counts.top_channels,
             per_day=[
-                (start + timedelta(days=i), per_day[start + timedelta(days=i)]) for i in range(days)
+                (start + timedelta(days=i), counts.per_day.get(start + timedelta(days=i), 0))
+                for i in range(days)
             ],
-            dismissed=sum(1 for event in events if event.decision == DECISIONS["dismiss"]),
+            dismissed=counts.by_decision.get(DECISIONS["dismiss"], 0),
         )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -15,6 +16,13 @@ from bot.services.sentiment import Mood, SentimentService, check_text
 
 MAX_TEXT_CHARS = 6000  # the most Discord sends in one text option
 MAX_BULLETS = 8
+# The most a channel summary reads (the newest messages): one text option's worth per bullet.
+# A member can fill a channel with long messages; beyond this the model would be busy for
+# minutes on one command.
+MAX_DISCUSSION_CHARS = MAX_BULLETS * MAX_TEXT_CHARS
+# Summary lengths a member may ask for, in tokens (a forced minimum applies to every part).
+MAX_MIN_LENGTH = 200
+MAX_MAX_LENGTH = 500
 DEFAULT_MIN_LENGTH = 30
 MIN_MESSAGES_CHARS = 40
 EMPTY_SUMMARY = (
@@ -49,6 +57,7 @@ class ChannelSummary:
     messages_used: int
     skipped_bots: int
     skipped_no_text: int
+    skipped_over_limit: int = 0  # the oldest messages, beyond MAX_DISCUSSION_CHARS
 
 
 class SummaryService:
@@ -67,6 +76,11 @@ class SummaryService:
             raise InvalidInputError("That text is too short to summarise - it already is one.")
         if min_length is None:  # only a maximum given: the default minimum must not exceed it
             min_length = min(DEFAULT_MIN_LENGTH, max_length // 2)
+        if min_length > MAX_MIN_LENGTH or max_length > MAX_MAX_LENGTH:
+            raise InvalidInputError(
+                f"Summaries can be at most {MAX_MAX_LENGTH} tokens long, with a minimum of at "
+                f"most {MAX_MIN_LENGTH}."
+            )
         summary = await self._engine.summarize(text, min_length=min_length, max_length=max_length)
         if not summary.text.strip():  # Discord refuses an empty message
             return Summary(EMPTY_SUMMARY, summary.chunks)
@@ -77,6 +91,7 @@ class SummaryService:
         human = [m for m in messages if not m.author_is_bot]
         usable = [m for m in human if m.content.strip()]
         skipped_no_text = len(human) - len(usable)
+        usable, skipped_over_limit = newest_within(usable, MAX_DISCUSSION_CHARS)
         if sum(len(m.content) for m in usable) < MIN_MESSAGES_CHARS:
             raise InvalidInputError(
                 "There isn't enough written discussion here to summarise "
@@ -103,7 +118,26 @@ class SummaryService:
             len(usable),
             len(messages) - len(human),
             skipped_no_text,
+            skipped_over_limit,
         )
+
+
+def newest_within(
+    messages: Sequence[ChannelMessage], limit: int
+) -> tuple[list[ChannelMessage], int]:
+    """The newest messages whose text fits ``limit`` characters (at least one, cut to it),
+    and how many older ones were left out."""
+    kept: list[ChannelMessage] = []
+    size = 0
+    for message in reversed(messages):
+        if kept and size + len(message.content) > limit:
+            break
+        kept.append(message)
+        size += len(message.content)
+    kept.reverse()
+    if kept and len(kept[0].content) > limit:  # one message longer than the whole budget
+        kept[0] = dataclasses.replace(kept[0], content=kept[0].content[-limit:])
+    return kept, len(messages) - len(kept)
 
 
 def _transcript(messages: Sequence[ChannelMessage]) -> str:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from enum import StrEnum
 
 
@@ -96,3 +96,18 @@ class ModerationEvent:
     decision: str | None
     decided_by: int | None
     created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ModerationCounts:
+    """A guild's moderation events since a moment, counted by the database (no rows)."""
+
+    per_day: dict[date, int]  # UTC days that had events
+    by_action: list[tuple[ModerationAction, bool, int]]  # (action, dry run, count), most first
+    by_label: list[tuple[str, int]]  # most first
+    top_channels: list[tuple[int, int]]  # (channel id, count), most first
+    by_decision: dict[str | None, int]  # None: not decided
+
+    @property
+    def total(self) -> int:
+        return sum(self.per_day.values())

@@ -6,10 +6,11 @@ from collections.abc import Collection
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 
 from bot.storage.cache import SettingsCache
 from bot.storage.engine import SessionFactory
+from bot.storage.functions import UtcDay
 from bot.storage.guard import insert_if_missing, storage_call
 from bot.storage.models import (
     ChannelSettingsRow,
@@ -22,6 +23,7 @@ from bot.storage.records import (
     ChannelSettings,
     GuildSettings,
     ModerationAction,
+    ModerationCounts,
     ModerationEvent,
     NewModerationEvent,
     NewTurn,
@@ -340,6 +342,7 @@ class ModerationEventStore:
         await self.decide_once(event_id, decision, moderator_id)
         return await self.get(event_id)
 
+    @storage_call
     async def decide_once(self, event_id: int, decision: str, moderator_id: int) -> bool:
         """Store a moderator's decision unless the event has one; False if it had (or is gone).
 
@@ -364,6 +367,40 @@ class ModerationEventStore:
         )
         async with self._sessions() as session:
             return [_moderation_event(row) for row in (await session.scalars(query)).all()]
+
+    @storage_call
+    async def counts(self, guild_id: int, cutoff: datetime, top: int = 5) -> ModerationCounts:
+        """A guild's events created at or after ``cutoff``, counted in SQL (never loaded).
+
+        Ties are in order of first appearance, as the events were flagged.
+        """
+        row = ModerationEventRow
+        number = func.count()
+        where = (row.guild_id == guild_id, row.created_at >= cutoff)
+
+        def grouped(*columns: Any) -> Any:
+            # Most first; ties by their first event, so equal counts keep the order they came.
+            return (
+                select(*columns, number)
+                .where(*where)
+                .group_by(*columns)
+                .order_by(number.desc(), func.min(row.id))
+            )
+
+        day = UtcDay(row.created_at)
+        async with self._sessions() as session, session.begin():
+            per_day = (await session.execute(select(day, number).where(*where).group_by(day))).all()
+            actions = (await session.execute(grouped(row.action, row.dry_run))).all()
+            labels = (await session.execute(grouped(row.label))).all()
+            channels = (await session.execute(grouped(row.channel_id).limit(top))).all()
+            decisions = (await session.execute(grouped(row.decision))).all()
+        return ModerationCounts(
+            per_day={day: count for day, count in per_day},
+            by_action=[(ModerationAction(a), bool(dry), n) for a, dry, n in actions],
+            by_label=[(label, n) for label, n in labels],
+            top_channels=[(channel, n) for channel, n in channels],
+            by_decision={decision: n for decision, n in decisions},
+        )
 
     @storage_call
     async def prune_older_than(self, cutoff: datetime) -> int:

@@ -19,6 +19,8 @@ async def discord_server() -> AsyncIterator[LoopbackDiscord]:
     server = await start_server()
     yield server
     await stop_server(server)
+    refused = [(r.method, r.path, errors) for r, errors in server.fake.refused]
+    assert not refused, f"the bot sent what Discord would refuse: {refused}"
 
 
 class BotRunner:

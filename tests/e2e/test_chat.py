@@ -300,6 +300,91 @@ async def test_a_message_deleted_before_its_turn_is_neither_answered_nor_remembe
     ]
 
 
+async def test_a_message_deleted_while_answered_stops_its_answer(
+    bot: Bot, discord_server: LoopbackDiscord
+) -> None:
+    fake = discord_server.fake
+    await discord_server.answer(await fake.slash("conversation", {"enable": {}}))
+    writing, gate = asyncio.Event(), asyncio.Event()
+    original = bot.services.engine.chat_stream
+
+    async def held(messages: Sequence[ChatMessage], **kwargs: Any) -> AsyncIterator[str]:
+        async for piece in original(messages, **kwargs):
+            writing.set()
+            await gate.wait()  # the member deletes the question while this answer is written
+            yield piece
+
+    bot.services.engine.chat_stream = held  # type: ignore[method-assign]
+    asked = await fake.post_message(fake.general, fake.owner, "never mind this one")
+    await discord_server.wait_for(writing.is_set, 30, "the answer to be under way")
+    await fake.delete_messages(fake.general, [asked])
+    await discord_server.wait_for(lambda: bot.services.conversations.was_deleted(int(asked["id"])))
+    gate.set()
+    bot.services.engine.chat_stream = original  # type: ignore[method-assign]
+    last = await fake.post_message(fake.general, fake.owner, "last question")
+    await discord_server.wait_for(lambda: last["id"] in replies_to(fake, fake.general), 30)
+
+    assert list(replies_to(fake, fake.general)) == [last["id"]]
+    answer_id = int(replies_to(fake, fake.general)[last["id"]]["id"])
+    history = await bot.services.conversations.history(fake.guild_id, fake.general, 50)
+    while answer_id not in [t.message_id for t in history]:  # stored once it is complete
+        await asyncio.sleep(0.05)
+        history = await bot.services.conversations.history(fake.guild_id, fake.general, 50)
+    # The last question and its answer, nothing of the deleted one.
+    assert [t.message_id for t in history] == [int(last["id"]), answer_id]
+    assert not fake.refused
+
+
+async def test_an_answer_deleted_while_it_streams_stops_quietly(
+    bot: Bot, discord_server: LoopbackDiscord
+) -> None:
+    fake = discord_server.fake
+    await discord_server.answer(await fake.slash("conversation", {"enable": {}}))
+    shown, gate = asyncio.Event(), asyncio.Event()
+    original = bot.services.engine.chat_stream
+
+    async def held(messages: Sequence[ChatMessage], **kwargs: Any) -> AsyncIterator[str]:
+        yield "The first words"
+        shown.set()
+        await gate.wait()  # a moderator deletes the answer while it is being written
+        async for piece in original(messages, **kwargs):
+            yield piece
+
+    bot.services.engine.chat_stream = held  # type: ignore[method-assign]
+    asked = await fake.post_message(fake.general, fake.owner, "tell me a long story")
+    await discord_server.wait_for(lambda: asked["id"] in replies_to(fake, fake.general), 30)
+    await fake.delete_messages(fake.general, [replies_to(fake, fake.general)[asked["id"]]])
+    gate.set()
+    bot.services.engine.chat_stream = original  # type: ignore[method-assign]
+    last = await fake.post_message(fake.general, fake.owner, "last question")
+    await discord_server.wait_for(lambda: last["id"] in replies_to(fake, fake.general), 30)
+
+    assert list(replies_to(fake, fake.general)) == [last["id"]]
+    assert not any("error id" in m["content"] for m in fake.bot_messages(fake.general))
+
+
+async def test_an_answer_to_a_message_deleted_unseen_is_still_sent(
+    bot: Bot, discord_server: LoopbackDiscord
+) -> None:
+    # Deleted just before the answer is sent, the delete event not yet arrived: Discord
+    # would refuse a reply that must link to it, so the answer goes without the link.
+    fake = discord_server.fake
+    await discord_server.answer(await fake.slash("conversation", {"enable": {}}))
+    asked = await fake.post_message(fake.general, fake.owner, "what is the plan")
+    fake.messages[fake.general].remove(asked)  # gone on Discord's side, no event yet
+    await discord_server.wait_for(
+        lambda: any(
+            CURSOR not in m["content"] for m in fake.bot_messages(fake.general) if m["content"]
+        ),
+        30,
+        "the answer",
+    )
+
+    [answer] = fake.bot_messages(fake.general)
+    assert "message_reference" not in answer
+    assert not fake.refused
+
+
 async def test_model_answers_are_sent_and_edited_with_link_embeds_suppressed(
     bot: Bot, discord_server: LoopbackDiscord
 ) -> None:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
+import sqlite3
 from dataclasses import replace
 from typing import Any, cast
 
 import pytest
+from sqlalchemy.engine import make_url
 
 from bot.client import Bot
 from bot.cogs.moderation import ModerationCog
@@ -210,6 +213,31 @@ async def test_exemptions_and_edits(bots: BotRunner, discord_server: LoopbackDis
 
     assert alert["embeds"][0]["description"] == NEGATIVE[7]
     assert [e.message_id for e in await flagged_events(bot, 3)] == [int(edited["id"])]
+
+
+async def test_exempt_channels_exempt_their_threads_and_forums_can_be_exempt(
+    bots: BotRunner, discord_server: LoopbackDiscord
+) -> None:
+    fake = discord_server.fake
+    world = World(fake)
+    forum = fake.channel("questions")
+    fake.channels[forum]["type"] = 15  # a forum: every post is a thread
+    quiet_thread = fake.thread(world.quiet, "banter")
+    forum_post = fake.thread(forum, "why is the sky blue")
+    general_thread = fake.thread(fake.general, "help")
+    bot = await bots.start()
+    await world.enable(discord_server)
+    for channel in (world.quiet, forum):
+        exempt = await fake.slash("moderation", {"exempt": {"channel": {"channel": str(channel)}}})
+        assert f"<#{channel}>" in (await discord_server.answer(exempt))[0]
+
+    await fake.post_message(quiet_thread, world.member, NEGATIVE[0])
+    await fake.post_message(forum_post, world.member, NEGATIVE[1])
+    checked = await fake.post_message(general_thread, world.member, NEGATIVE[2])
+    [alert] = await discord_server.wait_for(world.alerts, what="the alert of the checked thread")
+
+    assert alert["embeds"][0]["url"].endswith(f"/{general_thread}/{checked['id']}")
+    assert [e.message_id for e in await flagged_events(bot, 3)] == [int(checked["id"])]
 
 
 @pytest.mark.both_backends
@@ -516,6 +544,46 @@ async def test_a_later_flag_joins_a_decided_alert_without_erasing_the_decision(
     assert buttons(alert) == []
 
 
+async def test_a_flag_after_its_alert_was_deleted_gets_a_new_alert(
+    bots: BotRunner, discord_server: LoopbackDiscord
+) -> None:
+    world, _ = await world_and_bot(bots, discord_server)
+    fake = discord_server.fake
+    await world.enable(discord_server)
+    await fake.post_message(fake.general, world.member, NEGATIVE[0])
+    [first] = await discord_server.wait_for(world.alerts, what="an alert")
+    await fake.delete_messages(world.log_channel, [first])  # a moderator tidies the log
+
+    later = await fake.post_message(fake.general, world.member, NEGATIVE[1])
+    [alert] = await discord_server.wait_for(world.alerts, what="a new alert")
+    await fake.post_message(fake.general, world.member, NEGATIVE[2])
+    await discord_server.wait_for(
+        lambda: "+1 more" in alert["embeds"][0].get("footer", {}).get("text", ""),
+        what="the next flag to join the new alert",
+    )
+
+    assert alert["embeds"][0]["url"].endswith(f"/{later['id']}")
+    assert alert["embeds"][0]["description"] == NEGATIVE[1]
+    assert len(world.alerts()) == 1
+
+
+async def test_a_flag_after_a_failed_alert_gets_an_alert_of_its_own(
+    bots: BotRunner, discord_server: LoopbackDiscord
+) -> None:
+    world, _ = await world_and_bot(bots, discord_server)
+    fake = discord_server.fake
+    await world.enable(discord_server)
+    fake.fail_with("POST", f"/channels/{world.log_channel}/messages$", 403)
+    await fake.post_message(fake.general, world.member, NEGATIVE[0])
+    await discord_server.wait_for(lambda: not fake.failures, what="the alert to fail")
+
+    later = await fake.post_message(fake.general, world.member, NEGATIVE[1])
+    [alert] = await discord_server.wait_for(world.alerts, what="an alert")
+
+    assert alert["embeds"][0]["url"].endswith(f"/{later['id']}")
+    assert "more flagged" not in alert["embeds"][0].get("footer", {}).get("text", "")
+
+
 # --- what alerts quote --------------------------------------------------------------
 
 
@@ -572,6 +640,45 @@ async def test_alerts_quote_only_what_the_log_channels_readers_can_see(
     assert await excerpt(staff, 5, mixed_log) == CANNOT_QUOTE  # helpers read the log only
 
 
+async def test_alerts_do_not_quote_to_a_mix_of_roles_that_reads_the_log_only(
+    bots: BotRunner, discord_server: LoopbackDiscord
+) -> None:
+    fake = discord_server.fake
+    world = World(fake)
+    helpers = fake.add_role("helpers", 0, position=3)
+    newbies = fake.add_role("newbies", 0, position=1)
+    helper_log = fake.channel("helper-log")
+    fake.set_overwrite(helper_log, fake.guild_id, deny=VIEW_CHANNEL)
+    fake.set_overwrite(helper_log, helpers["id"], allow=VIEW_CHANNEL)
+    veterans = fake.channel("veterans")
+    fake.set_overwrite(veterans, newbies["id"], deny=VIEW_CHANNEL)
+    lounge = fake.channel("lounge")
+    banned = fake.user("banned-helper")
+    fake.add_member(banned, [helpers])
+    fake.set_overwrite(lounge, banned["id"], member=True, deny=VIEW_CHANNEL)
+    fake.add_member(fake.user("new-helper"), [helpers, newbies])  # reads the log, not veterans
+    await bots.start()
+    await world.enable(discord_server)
+    await world.configure(discord_server, log_channel=str(helper_log))
+
+    quoted = []
+    for count, (channel, author) in enumerate(
+        [(veterans, world.member), (lounge, world.regular), (fake.general, world.vip)], start=1
+    ):
+        message = await fake.post_message(channel, author, NEGATIVE[count])
+        alerts = await discord_server.wait_for(
+            lambda n=count: (
+                len(fake.bot_messages(helper_log)) == n and fake.bot_messages(helper_log)
+            ),
+            what="an alert",
+        )
+        [embed] = alerts[-1]["embeds"]
+        assert embed["url"].endswith(f"/{channel}/{message['id']}")
+        quoted.append(embed["description"])
+
+    assert quoted == [CANNOT_QUOTE, CANNOT_QUOTE, NEGATIVE[3]]
+
+
 # --- checks that failed are tried again ---------------------------------------------
 
 
@@ -597,6 +704,37 @@ async def test_a_check_that_timed_out_is_retried_later(
     assert cog.backlog.lost(fake.guild_id) == 0 and cog.backlog.waiting(fake.guild_id) == 0
 
 
+async def test_a_flag_the_database_could_not_store_is_retried_not_lost(
+    bots: BotRunner, discord_server: LoopbackDiscord, database_url: str
+) -> None:
+    world, bot = await world_and_bot(bots, discord_server)
+    fake = discord_server.fake
+    await world.enable(discord_server, action="delete")
+    cog = moderation_cog(bot)
+    cog.backlog.delays_s = (0.2,) * 5
+    # Another process holds the database's write lock longer than the bot waits for it.
+    blocker = sqlite3.connect(make_url(database_url).database or "", isolation_level=None)
+    try:
+        blocker.execute("BEGIN EXCLUSIVE")
+        discord_server.errors.expect(1)  # the repository logs the failure once, at ERROR
+        hostile = await fake.post_message(fake.general, world.member, NEGATIVE[0])
+        await discord_server.wait_for(
+            lambda: cog.backlog.waiting(fake.guild_id) == 1, 20, "the flag to wait for a retry"
+        )
+        assert hostile in fake.messages[fake.general]  # nothing was done before it was stored
+    finally:
+        blocker.rollback()
+        blocker.close()
+
+    [alert] = await discord_server.wait_for(world.alerts, 20, "the retried flag's alert")
+
+    assert alert["embeds"][0]["url"].endswith(f"/{hostile['id']}")
+    assert hostile not in fake.messages[fake.general]
+    [event] = await flagged_events(bot, 1)
+    assert event.message_id == int(hostile["id"]) and event.action_succeeded
+    assert cog.backlog.lost(fake.guild_id) == 0
+
+
 async def test_messages_that_could_not_be_checked_are_counted_in_status(
     bots: BotRunner, discord_server: LoopbackDiscord
 ) -> None:
@@ -616,8 +754,38 @@ async def test_messages_that_could_not_be_checked_are_counted_in_status(
     )
     [text] = await discord_server.answer(await fake.slash("moderation", {"status": {}}))
 
-    assert "Could not be checked (model busy or down, counted since the bot started): 3" in text
+    assert (
+        "Could not be checked (model or database busy or down, counted since the bot started): 3"
+        in text
+    )
     assert not world.alerts()
+
+
+async def test_status_with_many_exemptions_and_lost_checks_fits_in_one_message(
+    bots: BotRunner, discord_server: LoopbackDiscord
+) -> None:
+    world, bot = await world_and_bot(bots, discord_server)
+    fake = discord_server.fake
+    await world.enable(discord_server)
+    await bot.services.moderation.configure(
+        fake.guild_id,
+        exempt_role_ids=frozenset(10**18 + i for i in range(200)),
+        exempt_channel_ids=frozenset(2 * 10**18 + i for i in range(200)),
+    )
+    cog = moderation_cog(bot)
+    cog.backlog.limit = 0  # nothing can wait: every failed check is counted as lost
+    worker = bot.services.engine.worker("sentiment")
+    worker.limits = replace(worker.limits, timeout_s=1e-6)
+    await fake.post_message(fake.general, world.member, NEGATIVE[0])
+    await discord_server.wait_for(lambda: cog.backlog.lost(fake.guild_id) == 1)
+
+    status = await fake.slash("moderation", {"status": {}})
+    [text] = await discord_server.answer(status)
+
+    assert len(text) <= 2000
+    assert "Exempt roles: <@&1000000000000000000>, " in text
+    assert re.search(r"… and \d+ more - exempt channels: <#2000000000000000000>, ", text)
+    assert text.endswith("counted since the bot started): 1")
 
 
 async def test_leaving_a_server_drops_its_moderation_memory(

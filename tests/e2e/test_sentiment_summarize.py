@@ -2,8 +2,12 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
+
 from bot.client import Bot
+from bot.services import summaries
 from tests.e2e.conftest import BotRunner
+from tests.loopback.discord_server import READ_MESSAGE_HISTORY
 from tests.loopback.harness import LoopbackDiscord
 from tests.tiny_models import NEGATIVE, NEUTRAL_CORPUS, POSITIVE
 
@@ -152,3 +156,53 @@ async def test_heavy_commands_have_a_per_member_cooldown(
 
     assert "try again in" in reply and second.ephemeral
     assert second.callback_type == 4  # refused at once, nothing deferred
+
+
+async def test_a_mistyped_since_does_not_spend_the_cooldown(
+    bots: BotRunner, discord_server: LoopbackDiscord
+) -> None:
+    await bots.start(command_cooldown_s=60)
+    fake = discord_server.fake
+    fake.seed_history(fake.general, fake.owner, [POSITIVE[i % 12] for i in range(10)])
+
+    typo = await fake.slash("summarize", {"since": "2hh"})
+    assert "as a duration" in (await discord_server.answer(typo))[0]
+    again = await fake.slash("summarize", {"since": "2h"})
+    [text] = await discord_server.answer(again, timeout=60)
+
+    assert text.startswith("Summary of the last 10 messages")
+
+
+async def test_a_channel_the_bot_cannot_read_gets_a_friendly_refusal(
+    bot: Bot, discord_server: LoopbackDiscord
+) -> None:
+    fake = discord_server.fake
+    hidden = fake.channel("staff-only")
+    fake.set_overwrite(hidden, fake.bot_role["id"], deny=READ_MESSAGE_HISTORY)
+
+    interaction = await fake.slash("summarize", {}, channel_id=hidden)
+    [text] = await discord_server.answer(interaction)
+
+    assert "missing a permission" in text and "error id" not in text
+
+
+async def test_a_long_winded_channel_is_summarised_from_its_newest_messages(
+    bot: Bot, discord_server: LoopbackDiscord, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A smaller budget than the real one (8 x 6000 characters): the tiny test model reads
+    # a few hundred characters at a time, and the real budget would take it minutes.
+    monkeypatch.setattr(summaries, "MAX_DISCUSSION_CHARS", 1200)
+    fake = discord_server.fake
+    channel = fake.channel("essays")
+    fake.seed_history(channel, fake.owner, [f"{i}: {POSITIVE[i % 12]} " * 4 for i in range(40)])
+    kept_texts = [m["content"] for m in fake.messages[channel]]
+    kept = 0
+    while sum(len(t) for t in kept_texts[len(kept_texts) - kept - 1 :]) <= 1200:
+        kept += 1
+
+    interaction = await fake.slash("summarize", {"messages": 100}, channel_id=channel)
+    [text] = await discord_server.answer(interaction, timeout=120)
+
+    assert 0 < kept < 40
+    assert text.startswith(f"Summary of the last {kept} messages")
+    assert f"Skipped: {40 - kept} older ones" in text

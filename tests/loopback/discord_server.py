@@ -27,12 +27,50 @@ MANAGE_CHANNELS = 1 << 4
 MANAGE_GUILD = 1 << 5
 VIEW_CHANNEL = 1 << 10
 MANAGE_MESSAGES = 1 << 13
+READ_MESSAGE_HISTORY = 1 << 16
 MODERATE_MEMBERS = 1 << 40
 ALL_PERMISSIONS = (1 << 53) - 1
 EVERYONE_PERMISSIONS = (1 << 10) | (1 << 11) | (1 << 16) | (1 << 31)  # view, send, history, slash
 ROLE_OVERWRITE, MEMBER_OVERWRITE = 0, 1
 PUBLIC_THREAD, PRIVATE_THREAD = 11, 12
 THREAD_TYPES = frozenset({10, PUBLIC_THREAD, PRIVATE_THREAD})
+# Discord's limits on what a message may carry (it answers 400, code 50035, beyond them).
+CONTENT_LIMIT = 2000
+EMBED_LIMITS = {"title": 256, "description": 4096, "footer": 2048, "author": 256}
+FIELD_NAME_LIMIT, FIELD_VALUE_LIMIT, FIELDS_LIMIT = 256, 1024, 25
+EMBEDS_TOTAL_LIMIT = 6000
+
+
+def limit_errors(message: dict[str, Any]) -> list[str]:
+    """What in a message body Discord would refuse (empty: it is within every limit)."""
+    errors = []
+    if len(message.get("content") or "") > CONTENT_LIMIT:
+        errors.append(f"content longer than {CONTENT_LIMIT}")
+    total = 0
+    for embed in message.get("embeds") or []:
+        parts = {
+            "title": embed.get("title") or "",
+            "description": embed.get("description") or "",
+            "footer": (embed.get("footer") or {}).get("text") or "",
+            "author": (embed.get("author") or {}).get("name") or "",
+        }
+        for name, text in parts.items():
+            if len(text) > EMBED_LIMITS[name]:
+                errors.append(f"embed {name} longer than {EMBED_LIMITS[name]}")
+        fields = embed.get("fields") or []
+        if len(fields) > FIELDS_LIMIT:
+            errors.append(f"more than {FIELDS_LIMIT} embed fields")
+        for entry in fields:
+            name, value = entry.get("name") or "", entry.get("value") or ""
+            if not name.strip() or not value.strip():
+                errors.append("an embed field with an empty name or value")
+            if len(name) > FIELD_NAME_LIMIT or len(value) > FIELD_VALUE_LIMIT:
+                errors.append("embed field over its limits")
+            total += len(name) + len(value)
+        total += sum(len(text) for text in parts.values())
+    if total > EMBEDS_TOTAL_LIMIT:
+        errors.append(f"embeds longer than {EMBEDS_TOTAL_LIMIT} in all")
+    return errors
 
 
 def json_response(data: Any, status: int = 200) -> web.Response:
@@ -91,6 +129,7 @@ def _embed_text(message: dict[str, Any]) -> str:
     for embed in message.get("embeds") or []:
         parts += [embed.get("title") or "", embed.get("description") or ""]
         parts += [f"{f['name']}: {f['value']}" for f in embed.get("fields") or []]
+        parts.append((embed.get("footer") or {}).get("text") or "")
     return "\n".join(part for part in parts if part)
 
 
@@ -167,6 +206,8 @@ class FakeDiscord:
         self.requests: list[RecordedRequest] = []
         self.reactions: list[tuple[int, int, str]] = []
         self.failures: list[tuple[str, re.Pattern[str], int, float]] = []
+        # Requests refused as Discord would refuse them (a test fails on any it did not expect).
+        self.refused: list[tuple[RecordedRequest, list[str]]] = []
         self.message_content_allowed = True
         self.general = self.guilds[self.guild_id].general = self.channel("general")
         self.add_member(self.owner)
@@ -475,6 +516,11 @@ class FakeDiscord:
         for _ in range(times):
             self.failures.append((method, re.compile(path_pattern), 429, retry_after))
 
+    def fail_with(self, method: str, path_pattern: str, status: int, times: int = 1) -> None:
+        """Answer the next ``times`` matching requests with ``status`` (e.g. 403, 404)."""
+        for _ in range(times):
+            self.failures.append((method, re.compile(path_pattern), status, 0.0))
+
     def _take_failure(self, method: str, path: str) -> tuple[int, float] | None:
         for index, (f_method, pattern, status, retry_after) in enumerate(self.failures):
             if f_method == method and pattern.search(path):
@@ -539,6 +585,10 @@ class FakeDiscord:
         failure = self._take_failure(request.method, path)
         if failure is not None:
             status, retry_after = failure
+            if status != 429:
+                return json_response(
+                    {"message": f"failed on purpose ({status})", "code": 0}, status
+                )
             return web.Response(
                 body=json.dumps(
                     {
@@ -552,7 +602,32 @@ class FakeDiscord:
             )
         if not path.startswith(("/api/v10/webhooks", "/api/v10/interactions")) and not authorized:
             return json_response({"message": "401: Unauthorized", "code": 0}, 401)
+        errors = self._invalid_body(request.method, path, body)
+        if errors:
+            self.refused.append((self.requests[-1], errors))
+            return json_response(
+                {"message": "Invalid Form Body", "code": 50035, "errors": errors}, 400
+            )
         return await handler(request)
+
+    def _invalid_body(self, method: str, path: str, body: Any) -> list[str]:
+        if method not in ("POST", "PATCH") or not isinstance(body, dict):
+            return []
+        if path.endswith("/callback"):  # an interaction response carries its message in data
+            return limit_errors(body.get("data") or {})
+        if "/messages" in path or path.startswith("/api/v10/webhooks"):
+            errors = limit_errors(body)
+            reference = body.get("message_reference")
+            if (
+                method == "POST"
+                and reference
+                and reference.get("fail_if_not_exists", True)
+                and self._find_message(int(reference["channel_id"]), int(reference["message_id"]))
+                is None
+            ):
+                errors.append("a reply to a message that no longer exists")
+            return errors
+        return []
 
     async def _read_multipart(self, request: web.Request) -> dict[str, Any]:
         reader = await request.multipart()
@@ -736,7 +811,11 @@ class FakeDiscord:
         return json_response(channel)
 
     async def _history(self, request: web.Request) -> web.Response:
-        channel = self.messages[int(request.match_info["cid"])]
+        channel_id = int(request.match_info["cid"])
+        needed = VIEW_CHANNEL | READ_MESSAGE_HISTORY
+        if self.member_permissions(int(self.bot_user["id"]), channel_id) & needed != needed:
+            return json_response({"message": "Missing Access", "code": 50001}, 403)
+        channel = self.messages[channel_id]
         limit = int(request.query.get("limit", 50))
         before = int(request.query.get("before", 1 << 63))
         after = int(request.query.get("after", 0))
@@ -753,8 +832,9 @@ class FakeDiscord:
         body = request[BODY] or {}
         extra = {k: body[k] for k in ("embeds", "components", "flags") if k in body}
         extra["attachments"] = self._attachments(body)
-        if body.get("message_reference"):
-            extra["message_reference"] = body["message_reference"]
+        reference = body.get("message_reference")
+        if reference and self._find_message(channel_id, int(reference["message_id"])):
+            extra["message_reference"] = reference  # (an unknown one is dropped, as Discord does)
         message = self.message_payload(
             channel_id, self.bot_user, body.get("content") or "", **extra
         )

@@ -25,6 +25,7 @@ from bot.services.summaries import (
     MAX_SINCE,
     ChannelMessage,
     SummaryService,
+    newest_within,
     parse_duration,
 )
 from bot.settings import Settings
@@ -258,3 +259,35 @@ async def test_an_empty_summary_becomes_a_clear_sentence(silent_engine: Inferenc
     assert [b.text for b in channel.bullets] == [EMPTY_DISCUSSION_SUMMARY]
     assert channel.bullets[0].message_id == 0
     assert channel.mood.positive + channel.mood.negative == 10  # only the messages
+
+
+async def test_a_minimum_above_the_maximum_is_a_friendly_error(engine: InferenceEngine) -> None:
+    service = SummaryService(engine, SentimentService(engine))
+    with pytest.raises(InvalidInputError, match="minimum length"):
+        await service.summarize_text(
+            "we should ship the release on friday " * 3, min_length=200, max_length=50
+        )
+
+
+# --- how much of a channel a summary reads ----------------------------------------------
+
+
+@given(
+    st.lists(st.text(max_size=60), max_size=30),
+    st.integers(min_value=1, max_value=300),
+)
+def test_a_summary_reads_the_newest_messages_that_fit(contents: list[str], limit: int) -> None:
+    now = datetime.now(UTC)
+    messages = [ChannelMessage(i, "ann", text, now) for i, text in enumerate(contents)]
+
+    kept, skipped = newest_within(messages, limit)
+
+    assert skipped == len(messages) - len(kept)
+    assert sum(len(m.content) for m in kept) <= limit
+    assert [m.id for m in kept] == [m.id for m in messages[skipped:]]  # the newest, in order
+    if messages:
+        assert kept  # at least the newest one, cut to the limit if it alone is longer
+        assert kept[-1].content == messages[-1].content[-limit:]
+        older = messages[skipped - 1] if skipped else None
+        if older is not None and len(kept) > 1:  # the next older one would not have fitted
+            assert sum(len(m.content) for m in kept) + len(older.content) > limit

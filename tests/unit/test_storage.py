@@ -3,7 +3,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -332,6 +332,31 @@ async def test_a_failing_database_raises_storage_error_logged_once_with_its_id(
     with pytest.raises(StorageError):
         await store.add_turn(turn("what a member wrote"))
     assert "what a member wrote" not in caplog.text  # SQL parameters stay out of the log
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # SQLite only
+async def test_every_moderation_event_method_raises_storage_error(
+    sessions: SessionFactory, database_url: str
+) -> None:
+    store = ModerationEventStore(sessions)
+    event = await store.record(
+        NewModerationEvent(GUILD, CHANNEL, 99, BOB, "NEGATIVE", 0.97, ModerationAction.DELETE)
+    )
+    with sqlite3.connect(sqlite_path(database_url)) as connection:
+        connection.execute("DROP TABLE moderation_events")
+
+    calls: list[Callable[[], Awaitable[object]]] = [
+        lambda: store.decide_once(event.id, "deleted", ALICE),
+        lambda: store.decide(event.id, "deleted", ALICE),
+        lambda: store.set_outcome(event.id, True),
+        lambda: store.get(event.id),
+        lambda: store.since(GUILD, event.created_at),
+        lambda: store.counts(GUILD, event.created_at),
+        lambda: store.prune_older_than(event.created_at),
+    ]
+    for call in calls:
+        with pytest.raises(StorageError):
+            await call()
 
 
 async def test_an_unopenable_database_file_raises_storage_error(tmp_path: Path) -> None:
