@@ -168,11 +168,16 @@ class ChatCog(commands.Cog):
             if isinstance(error, discord.NotFound) and reply.messages:
                 return  # the answer was deleted while it was written: nothing left to edit
             text = report(error, f"conversation reply in channel {message.channel.id}")
-            await message.channel.send(
-                text, reference=_reply_reference(message), allowed_mentions=NO_MENTIONS
-            )
+            try:
+                await message.channel.send(
+                    text, reference=_reply_reference(message), allowed_mentions=NO_MENTIONS
+                )
+            except discord.HTTPException as failure:  # e.g. the bot may no longer send here
+                log.warning("could not tell channel %s: %s", message.channel.id, failure)
 
     async def _should_answer(self, message: discord.Message) -> bool:
+        if not _may_send(message):
+            return False  # nobody would see the answer: spend no model time on it
         me = self.bot.user
         if me is not None and me in message.mentions:
             return True
@@ -269,3 +274,14 @@ def _reply_reference(message: discord.Message) -> discord.MessageReference:
     # The member may delete the message while it is answered, before the bot hears of it:
     # the answer is then sent without the link instead of being refused.
     return message.to_reference(fail_if_not_exists=False)
+
+
+def _may_send(message: discord.Message) -> bool:
+    """Whether the bot may send messages where ``message`` was posted (threads: as Discord
+    decides; uncached channels: assumed)."""
+    channel = message.channel
+    if message.guild is None or isinstance(channel, discord.Thread):
+        return True
+    if not isinstance(channel, discord.abc.GuildChannel):
+        return True
+    return channel.permissions_for(message.guild.me).send_messages

@@ -18,7 +18,7 @@ from bot.settings import default_chat_model
 from bot.storage.engine import create_engine, create_session_factory
 from bot.storage.repositories import ChannelSettingsStore
 from tests.e2e.conftest import BotRunner
-from tests.loopback.discord_server import FakeDiscord, Interaction
+from tests.loopback.discord_server import SEND_MESSAGES, FakeDiscord, Interaction
 from tests.loopback.harness import LoopbackDiscord
 
 CURSOR = "▌"
@@ -361,6 +361,27 @@ async def test_an_answer_deleted_while_it_streams_stops_quietly(
 
     assert list(replies_to(fake, fake.general)) == [last["id"]]
     assert not any("error id" in m["content"] for m in fake.bot_messages(fake.general))
+
+
+async def test_a_channel_where_the_bot_may_not_speak_costs_no_answer(
+    bots: BotRunner, discord_server: LoopbackDiscord, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake = discord_server.fake
+    muted = fake.channel("announcements")
+    fake.set_overwrite(muted, fake.bot_role["id"], deny=SEND_MESSAGES)
+    bot = await bots.start()
+    for channel in (muted, fake.general):
+        enable = await fake.slash("conversation", {"enable": {}}, channel_id=channel)
+        await discord_server.answer(enable)
+    prompts = spy_on_prompts(bot)
+
+    await fake.post_message(muted, fake.owner, "anyone there?")
+    last = await fake.post_message(fake.general, fake.owner, "hi there")
+    await discord_server.wait_for(lambda: last["id"] in replies_to(fake, fake.general), 30)
+
+    assert len(prompts) == 1  # only the message in #general was answered
+    assert not fake.bot_messages(muted)
+    assert not [r for r in caplog.records if r.levelname in ("WARNING", "ERROR")]
 
 
 async def test_an_answer_to_a_message_deleted_unseen_is_still_sent(

@@ -27,6 +27,7 @@ MANAGE_CHANNELS = 1 << 4
 MANAGE_GUILD = 1 << 5
 VIEW_CHANNEL = 1 << 10
 MANAGE_MESSAGES = 1 << 13
+SEND_MESSAGES = 1 << 11
 READ_MESSAGE_HISTORY = 1 << 16
 MODERATE_MEMBERS = 1 << 40
 ALL_PERMISSIONS = (1 << 53) - 1
@@ -830,6 +831,13 @@ class FakeDiscord:
     async def _create_message(self, request: web.Request) -> web.Response:
         channel_id = int(request.match_info["cid"])
         body = request[BODY] or {}
+        channel = self.channels.get(channel_id)
+        if (
+            channel is not None
+            and "parent_id" not in channel  # (threads have a permission of their own)
+            and not self.member_permissions(int(self.bot_user["id"]), channel_id) & SEND_MESSAGES
+        ):
+            return json_response({"message": "Missing Permissions", "code": 50013}, 403)
         extra = {k: body[k] for k in ("embeds", "components", "flags") if k in body}
         extra["attachments"] = self._attachments(body)
         reference = body.get("message_reference")
