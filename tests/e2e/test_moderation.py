@@ -598,7 +598,7 @@ async def test_alerts_quote_only_what_the_log_channels_readers_can_see(
     def restricted(name: str, *roles: dict[str, Any]) -> int:
         channel = fake.channel(name)
         fake.set_overwrite(channel, everyone, deny=VIEW_CHANNEL)
-        for role in roles:
+        for role in (*roles, fake.bot_role):  # the bot reads and posts there too
             fake.set_overwrite(channel, role["id"], allow=VIEW_CHANNEL)
         return channel
 
@@ -650,6 +650,7 @@ async def test_alerts_do_not_quote_to_a_mix_of_roles_that_reads_the_log_only(
     helper_log = fake.channel("helper-log")
     fake.set_overwrite(helper_log, fake.guild_id, deny=VIEW_CHANNEL)
     fake.set_overwrite(helper_log, helpers["id"], allow=VIEW_CHANNEL)
+    fake.set_overwrite(helper_log, fake.bot_role["id"], allow=VIEW_CHANNEL)  # the bot posts there
     veterans = fake.channel("veterans")
     fake.set_overwrite(veterans, newbies["id"], deny=VIEW_CHANNEL)
     lounge = fake.channel("lounge")

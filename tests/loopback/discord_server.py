@@ -186,6 +186,8 @@ class FakeDiscord:
             "permissions": str(EVERYONE_PERMISSIONS),
         }
         self.bot_role = self.role("hf-bot", MANAGE_MESSAGES | MODERATE_MEMBERS, position=5)
+        # The role Discord makes for a bot it adds: managed, held by that bot alone.
+        self.bot_role.update(managed=True, tags={"bot_id": self.bot_user["id"]})
         self.roles: list[dict[str, Any]] = [self.everyone_role, self.bot_role]
         self.channels: dict[int, dict[str, Any]] = {}  # threads too (with a parent_id)
         self.uncached: set[int] = set()  # channels left out of GUILD_CREATE
