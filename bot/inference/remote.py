@@ -28,7 +28,13 @@ from typing import Any
 
 import aiohttp
 
-from bot.errors import BusyError, InferenceError, InferenceTimeoutError, InvalidInputError
+from bot.errors import (
+    BusyError,
+    InferenceError,
+    InferenceTimeoutError,
+    InvalidInputError,
+    UserFacingError,
+)
 from bot.inference.chat import ChatMessage, ChatReply
 from bot.inference.summarize import _INSTRUCTION, MAX_REDUCE_ROUNDS, Summary
 from bot.inference.window import longest_fitting_start
@@ -348,13 +354,21 @@ class RemoteGenerator:
         return Summary("\n".join(finals), chunk_count)
 
     async def _summarize_parts(self, texts: list[str], max_length: int) -> list[str]:
-        async with asyncio.TaskGroup() as group:
-            parts = [
-                group.create_task(
-                    self._complete([ChatMessage("user", _INSTRUCTION + text)], max_length)
-                )
-                for text in texts
-            ]
+        """Each part summarised, all at once; the first failure ends the others.
+
+        The task group gathers failures in an ExceptionGroup; the member is shown the first
+        one (a user-facing one if any: the server is down, busy, too slow).
+        """
+        try:
+            async with asyncio.TaskGroup() as group:
+                parts = [
+                    group.create_task(
+                        self._complete([ChatMessage("user", _INSTRUCTION + text)], max_length)
+                    )
+                    for text in texts
+                ]
+        except ExceptionGroup as failed:
+            raise _first_failure(failed) from None
         return [part.result() for part in parts]
 
     async def _complete(self, messages: Sequence[ChatMessage], max_new_tokens: int) -> str:
@@ -502,6 +516,21 @@ def _encodable(text: str) -> str:
     """``text`` with lone surrogates (which JSON escapes can carry) replaced: tokenizers and
     servers take only valid UTF-8."""
     return text.encode("utf-8", "replace").decode("utf-8")
+
+
+def _first_failure(group: BaseExceptionGroup[Exception]) -> Exception:
+    """The first user-facing error in ``group`` (nested groups too), else its first error."""
+    leaves: list[Exception] = []
+
+    def walk(inner: BaseExceptionGroup[Exception]) -> None:
+        for error in inner.exceptions:
+            if isinstance(error, BaseExceptionGroup):
+                walk(error)
+            else:
+                leaves.append(error)
+
+    walk(group)
+    return next((e for e in leaves if isinstance(e, UserFacingError)), leaves[0])
 
 
 def _shutting_down() -> InferenceError:

@@ -18,6 +18,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
+from bot.cogs.errors import describe
 from bot.errors import BusyError, InferenceError, InferenceTimeoutError, InvalidInputError
 from bot.inference.chat import ChatMessage, ChatTask
 from bot.inference.device import resolve_device
@@ -483,3 +484,19 @@ async def test_closing_mid_answer_says_the_bot_is_shutting_down(
 
 async def collect_rest(stream: AsyncIterator[str]) -> list[str]:
     return [piece async for piece in stream]
+
+
+async def test_a_remote_summary_with_the_server_down_gets_the_friendly_error(
+    tiny_models: TinyModels,
+) -> None:
+    down = RemoteEndpoint(f"http://127.0.0.1:{free_port()}/v1", "no-such-org/no-such-model")
+    engine = InferenceEngine(
+        EngineConfig(models=tiny_models.as_roles(), remote={"summarization": down})
+    )
+    try:
+        with pytest.raises(ServerUnavailableError) as raised:  # not an ExceptionGroup
+            await engine.summarize("the meeting is at noon. " * 400, min_length=5, max_length=12)
+    finally:
+        await engine.aclose()
+    message, expected = describe(raised.value)
+    assert expected and "isn't answering" in message
