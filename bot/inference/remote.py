@@ -81,6 +81,10 @@ COMMON_CONTROL_TOKENS = (
 )
 _SENTENCE_END = re.compile(r"(?<=[.!?…])\s+|\n+")
 _ERROR_BODY_CHARS = 300
+# An error answer's body is only read for the log: at most this much, for at most this long
+# (and never past the request's deadline), then the connection is closed.
+ERROR_BODY_BYTES = 1024
+ERROR_BODY_WAIT_S = 2.0
 
 
 class ServerUnavailableError(InferenceError):
@@ -462,7 +466,7 @@ class RemoteGenerator:
             else:
                 if response.status == 200:
                     return response
-                detail = await _error_body(response)
+                detail = await _error_body(response, deadline)
                 reason = f"HTTP {response.status}: {detail}"
                 if response.status not in RETRY_STATUSES:
                     log.error("%s: the server refused a request (%s)", self.role, reason)
@@ -584,13 +588,25 @@ async def _events(content: aiohttp.StreamReader) -> AsyncGenerator[dict[str, Any
             yield event
 
 
-async def _error_body(response: aiohttp.ClientResponse) -> str:
-    with contextlib.suppress(Exception):
-        text = await response.text()
-        response.release()
-        return text.strip()[:_ERROR_BODY_CHARS]
-    response.release()
-    return ""
+async def _error_body(response: aiohttp.ClientResponse, deadline: float) -> str:
+    """The start of an error answer's body (for the log), read briefly; the response is closed."""
+    data = b""
+    loop = asyncio.get_running_loop()
+    try:
+        async with asyncio.timeout_at(min(deadline, loop.time() + ERROR_BODY_WAIT_S)):
+            while len(data) < ERROR_BODY_BYTES:
+                chunk = await response.content.read(ERROR_BODY_BYTES - len(data))
+                if not chunk:
+                    break
+                data += chunk
+    except (TimeoutError, aiohttp.ClientError, ValueError):
+        pass  # what came is enough for the log
+    finally:
+        if response.content.at_eof():
+            response.release()  # read to the end: the connection can be reused
+        else:
+            response.close()  # more is coming (or stalled): closing ends it
+    return data.decode("utf-8", errors="replace").strip()[:_ERROR_BODY_CHARS]
 
 
 def _retry_after(value: str | None) -> float | None:

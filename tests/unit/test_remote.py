@@ -500,3 +500,25 @@ async def test_a_remote_summary_with_the_server_down_gets_the_friendly_error(
         await engine.aclose()
     message, expected = describe(raised.value)
     assert expected and "isn't answering" in message
+
+
+async def test_a_trickling_error_body_does_not_hold_the_request(chat_server: ServeProcess) -> None:
+    async def trickle(request: web.Request, forward: Any) -> web.StreamResponse:
+        response = web.StreamResponse(status=500, headers={"Content-Type": "text/plain"})
+        await response.prepare(request)
+        with contextlib.suppress(ConnectionError):
+            for _ in range(600):  # a byte every 0.1 s, never more than the read timeout apart
+                await response.write(b"x")
+                await asyncio.sleep(0.1)
+        return response
+
+    async with proxy(chat_server, trickle) as base:
+        generator = RemoteGenerator("chat", RemoteEndpoint(base, chat_server.model, timeout_s=2))
+        started = time.perf_counter()
+        try:
+            with pytest.raises(InferenceError, match="refused this request"):
+                await asyncio.wait_for(collect(generator), 20)
+        finally:
+            await generator.aclose()
+    assert time.perf_counter() - started < 4
+    assert generator.in_flight == 0
