@@ -81,6 +81,9 @@ COMMON_CONTROL_TOKENS = (
 )
 _SENTENCE_END = re.compile(r"(?<=[.!?…])\s+|\n+")
 _ERROR_BODY_CHARS = 300
+# A server that ignores max_tokens is cut off: each streamed piece holds at least one token,
+# and no token is this many characters long.
+MAX_CHARS_PER_TOKEN = 16
 # An error answer's body is only read for the log: at most this much, for at most this long
 # (and never past the request's deadline), then the connection is closed.
 ERROR_BODY_BYTES = 1024
@@ -401,6 +404,9 @@ class RemoteGenerator:
                 started = loop.time()
                 deadline = started + self.endpoint.timeout_s
                 response = await self._open({"model": self.endpoint.model, **body}, deadline)
+                max_tokens = int(body["max_tokens"])
+                pieces = chars = 0
+                cut = False
                 try:
                     events = _events(response.content)
                     async with contextlib.aclosing(events):
@@ -430,9 +436,27 @@ class RemoteGenerator:
                             if event is None:
                                 break
                             piece = self._piece(event)
-                            if piece:
-                                yield piece
-                    response.release()  # read to the end: the connection can be reused
+                            if not piece:
+                                continue
+                            pieces += 1
+                            room = max_tokens * MAX_CHARS_PER_TOKEN - chars
+                            if pieces > max_tokens or len(piece) > room:
+                                # The server ignores max_tokens: keep what fits, stop it.
+                                if pieces <= max_tokens and room > 0:
+                                    yield piece[:room]
+                                log.warning(
+                                    "%s: the server at %s sent more than max_tokens (%d); "
+                                    "the answer was cut there",
+                                    self.role,
+                                    self.endpoint.api_base,
+                                    max_tokens,
+                                )
+                                cut = True
+                                break
+                            chars += len(piece)
+                            yield piece
+                    if not cut:
+                        response.release()  # read to the end: the connection can be reused
                 finally:
                     response.close()  # stopped early: closing tells the server to stop
                 self._seconds_per_request = 0.8 * self._seconds_per_request + 0.2 * (

@@ -522,3 +522,40 @@ async def test_a_trickling_error_body_does_not_hold_the_request(chat_server: Ser
             await generator.aclose()
     assert time.perf_counter() - started < 4
     assert generator.in_flight == 0
+
+
+def endless_answer(piece: str) -> Handler:
+    """A server that ignores max_tokens: ``piece`` after ``piece`` until the client leaves."""
+
+    async def handler(request: web.Request, forward: Any) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        event = {"choices": [{"delta": {"content": piece}, "index": 0}]}
+        line = f"data: {json.dumps(event)}\n\n".encode()
+        with contextlib.suppress(ConnectionError):
+            for _ in range(100_000):
+                await response.write(line)
+                await asyncio.sleep(0.001)
+        return response
+
+    return handler
+
+
+@pytest.mark.parametrize(
+    ("piece", "most_chars"),
+    [("word ", 8 * len("word ")), ("x" * 100, 8 * 16)],  # by pieces; by characters
+)
+async def test_an_answer_past_max_tokens_is_cut_and_kept(
+    chat_server: ServeProcess, piece: str, most_chars: int
+) -> None:
+    async with proxy(chat_server, endless_answer(piece)) as base:
+        generator = RemoteGenerator("chat", RemoteEndpoint(base, chat_server.model, timeout_s=5))
+        started = time.perf_counter()
+        try:
+            streamed = "".join(await collect(generator, max_new_tokens=8))
+            reply = await generator.chat(PROMPT, 8)
+        finally:
+            await generator.aclose()
+    assert time.perf_counter() - started < 4  # cut, not read until the deadline
+    assert streamed and len(streamed) <= most_chars
+    assert reply.text and len(reply.text) <= most_chars
