@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
+from aiohttp.http_exceptions import HttpProcessingError
 
 from bot.errors import (
     BusyError,
@@ -423,6 +424,8 @@ class RemoteGenerator:
                             except Exception as error:
                                 if self._closed:  # aclose() closed the connection under us
                                     raise _shutting_down() from None
+                                if isinstance(error, HttpProcessingError):  # a line too long
+                                    raise self._unreadable(error) from None
                                 if not isinstance(error, aiohttp.ClientError):
                                     raise
                                 log.error(  # the connection broke
@@ -514,9 +517,23 @@ class RemoteGenerator:
             log.error("%s: the server failed mid-answer: %s", self.role, event["error"])
             raise InferenceError(f"The {self.role} model failed on this request.")
         choices = event.get("choices") or [{}]
+        if not isinstance(choices, list) or not isinstance(choices[0], dict):
+            raise self._unreadable(f"choices is {_shape(choices)}")
         delta = choices[0].get("delta") or choices[0].get("message") or {}
+        if not isinstance(delta, dict):
+            raise self._unreadable(f"the delta is {_shape(delta)}")
         content = delta.get("content")
         return content if isinstance(content, str) else ""
+
+    def _unreadable(self, reason: object) -> InferenceError:
+        """The error for an answer that is not an OpenAI-style stream (logged once, here)."""
+        log.error(
+            "%s: the server at %s sent an answer that cannot be read (%.200s)",
+            self.role,
+            self.endpoint.api_base,
+            reason,
+        )
+        return InferenceError(f"The {self.role} model's server sent an answer I can't read.")
 
     def _get_session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -561,6 +578,15 @@ def _first_failure(group: BaseExceptionGroup[Exception]) -> Exception:
     return next((e for e in leaves if isinstance(e, UserFacingError)), leaves[0])
 
 
+def _shape(value: object) -> str:
+    """What a JSON value is, for the log (not its content)."""
+    return (
+        f"a {type(value).__name__}"
+        if not isinstance(value, list)
+        else "a list of " + (type(value[0]).__name__ if value else "nothing")
+    )
+
+
 def _shutting_down() -> InferenceError:
     return InferenceError("The bot is shutting down.")
 
@@ -596,6 +622,7 @@ def _sentences(text: str, count: Callable[[str], int], limit: int) -> list[str]:
 
 async def _events(content: aiohttp.StreamReader) -> AsyncGenerator[dict[str, Any], None]:
     """The JSON payloads of a server-sent event stream, until ``[DONE]`` or the end."""
+    warned = False
     async for raw in content:
         line = raw.decode("utf-8", errors="replace").strip()
         if not line.startswith("data:"):
@@ -605,8 +632,10 @@ async def _events(content: aiohttp.StreamReader) -> AsyncGenerator[dict[str, Any
             return
         try:
             event = json.loads(data)
-        except ValueError:
-            log.warning("ignoring a stream line that is not JSON: %.100s", data)
+        except (ValueError, RecursionError):  # RecursionError: nested too deeply
+            if not warned:  # once per answer: a server may send nothing else
+                log.warning("ignoring a stream line that is not JSON: %.100s", data)
+                warned = True
             continue
         if isinstance(event, dict):
             yield event

@@ -559,3 +559,63 @@ async def test_an_answer_past_max_tokens_is_cut_and_kept(
     assert time.perf_counter() - started < 4  # cut, not read until the deadline
     assert streamed and len(streamed) <= most_chars
     assert reply.text and len(reply.text) <= most_chars
+
+
+def answers_with(*lines: bytes) -> Handler:
+    """A server that answers every request with these stream lines."""
+
+    async def handler(request: web.Request, forward: Any) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        with contextlib.suppress(ConnectionError):
+            for line in lines:
+                await response.write(line + b"\n\n")
+            await response.write_eof()
+        return response
+
+    return handler
+
+
+def sse(event: Any) -> bytes:
+    return b"data: " + json.dumps(event).encode()
+
+
+GOOD_PIECE = sse({"choices": [{"delta": {"content": "fine"}, "index": 0}]})
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        b"data: " + b"x" * 2_000_000,  # longer than the stream reader takes (512 KiB)
+        sse({"choices": "not a list"}),
+        sse({"choices": [7]}),
+        sse({"choices": [{"delta": "not an object"}]}),
+        sse({"choices": [{"message": ["not an object"]}]}),
+    ],
+    ids=["line-too-long", "choices-str", "choice-int", "delta-str", "message-list"],
+)
+async def test_unreadable_server_output_gets_a_friendly_error(
+    chat_server: ServeProcess, line: bytes, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with proxy(chat_server, answers_with(GOOD_PIECE, line, GOOD_PIECE)) as base:
+        generator = RemoteGenerator("chat", RemoteEndpoint(base, chat_server.model))
+        try:
+            with pytest.raises(InferenceError) as raised:
+                await collect(generator)
+        finally:
+            await generator.aclose()
+    message, expected = describe(raised.value)
+    assert expected and "server" in message
+    assert len([r for r in caplog.records if r.levelno >= logging.ERROR]) == 1
+
+
+async def test_deeply_nested_json_is_skipped_like_any_unreadable_line(
+    chat_server: ServeProcess,
+) -> None:
+    nested = b"data: " + b"[" * 100_000 + b"]" * 100_000  # deeper than json's recursion limit
+    async with proxy(chat_server, answers_with(GOOD_PIECE, nested, GOOD_PIECE)) as base:
+        generator = RemoteGenerator("chat", RemoteEndpoint(base, chat_server.model))
+        try:
+            assert await collect(generator) == ["fine", "fine"]
+        finally:
+            await generator.aclose()
