@@ -39,6 +39,7 @@ from bot.errors import (
 from bot.inference.chat import ChatMessage, ChatReply
 from bot.inference.summarize import _INSTRUCTION, MAX_REDUCE_ROUNDS, Summary
 from bot.inference.window import longest_fitting_start
+from bot.redaction import mask_url_passwords
 
 log = logging.getLogger(__name__)
 
@@ -294,6 +295,7 @@ class RemoteGenerator:
     def __init__(self, role: str, endpoint: RemoteEndpoint) -> None:
         self.role = role
         self.endpoint = endpoint
+        self._base = loggable_url(endpoint.api_base)
         self._session: aiohttp.ClientSession | None = None
         self._slots = asyncio.Semaphore(endpoint.max_concurrent)
         self._admitted = 0
@@ -431,7 +433,7 @@ class RemoteGenerator:
                                 log.error(  # the connection broke
                                     "%s: the server at %s stopped mid-answer (%s: %s)",
                                     self.role,
-                                    self.endpoint.api_base,
+                                    self._base,
                                     type(error).__name__,
                                     error,
                                 )
@@ -451,7 +453,7 @@ class RemoteGenerator:
                                     "%s: the server at %s sent more than max_tokens (%d); "
                                     "the answer was cut there",
                                     self.role,
-                                    self.endpoint.api_base,
+                                    self._base,
                                     max_tokens,
                                 )
                                 cut = True
@@ -504,7 +506,7 @@ class RemoteGenerator:
                 log.error(
                     "%s: the server at %s is not answering (%s)",
                     self.role,
-                    self.endpoint.api_base,
+                    self._base,
                     reason,
                 )
                 raise ServerUnavailableError(self.role)
@@ -530,7 +532,7 @@ class RemoteGenerator:
         log.error(
             "%s: the server at %s sent an answer that cannot be read (%.200s)",
             self.role,
-            self.endpoint.api_base,
+            self._base,
             reason,
         )
         return InferenceError(f"The {self.role} model's server sent an answer I can't read.")
@@ -555,6 +557,11 @@ class RemoteGenerator:
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+
+def loggable_url(url: str) -> str:
+    """``url`` as it may be logged: no password, no query string or fragment."""
+    return re.sub(r"[?#].*", "", mask_url_passwords(url))
 
 
 def _encodable(text: str) -> str:

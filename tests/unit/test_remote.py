@@ -159,6 +159,37 @@ def test_a_wrong_api_base_is_named_in_one_line(base: str) -> None:
     assert line.startswith("setting CHAT_API_BASE: must be an http(s):// URL")
 
 
+@pytest.mark.parametrize(
+    ("base", "problem"),
+    [
+        ("http://bot:s3cret@gpu-host:8000/v1", "a user name or password"),
+        ("http://bot@gpu-host:8000/v1", "a user name or password"),
+        ("http://gpu-host:8000/v1?key=s3cret", "a query string"),
+        ("http://gpu-host:8000/v1#s3cret", "a query string"),
+    ],
+)
+def test_credentials_in_an_api_base_are_refused_without_showing_them(
+    base: str, problem: str
+) -> None:
+    for name in ("chat_api_base", "summarization_api_base"):
+        with pytest.raises(ValidationError) as raised:
+            Settings(_env_file=None, **{name: base})  # type: ignore[call-arg]
+        line = describe_validation_error(raised.value)
+        assert line.startswith(f"setting {name.upper()}: must not hold {problem}")
+        assert "s3cret" not in line and "\n" not in line
+
+
+async def test_a_password_in_an_api_base_is_never_logged(caplog: pytest.LogCaptureFixture) -> None:
+    base = f"http://bot:s3cret@127.0.0.1:{free_port()}/v1?token=s3cret"
+    generator = RemoteGenerator("chat", RemoteEndpoint(base, "x", timeout_s=2))
+    try:
+        with pytest.raises(ServerUnavailableError):
+            await collect(generator)
+    finally:
+        await generator.aclose()
+    assert "127.0.0.1" in caplog.text and "s3cret" not in caplog.text
+
+
 @pytest.fixture(scope="module")
 def tiny_counter(tiny_models: TinyModels) -> TokenCounter:
     counter = TokenCounter.load(tiny_models.chat)
