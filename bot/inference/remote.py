@@ -303,6 +303,7 @@ class RemoteGenerator:
         self._counter_lock = asyncio.Lock()
         self._seconds_per_request = 2.0
         self._closed = False
+        self._closing = asyncio.Event()  # set by aclose(): retries stop waiting
 
     @property
     def in_flight(self) -> int:
@@ -403,6 +404,8 @@ class RemoteGenerator:
         self._admitted += 1
         try:
             async with self._slots:
+                if self._closed:  # shut down while this request waited for a slot
+                    raise _shutting_down()
                 loop = asyncio.get_running_loop()
                 started = loop.time()
                 deadline = started + self.endpoint.timeout_s
@@ -488,9 +491,11 @@ class RemoteGenerator:
                     response = await session.post(self.endpoint.url, json=body, headers=headers)
             except TimeoutError:
                 raise InferenceTimeoutError(self.role, self.endpoint.timeout_s) from None
-            except aiohttp.ClientError as error:
-                if self._closed:
+            except Exception as error:
+                if self._closed:  # aclose() closed the session under us
                     raise _shutting_down() from None
+                if not isinstance(error, aiohttp.ClientError):
+                    raise
                 reason = f"{type(error).__name__}: {error}"
             else:
                 if response.status == 200:
@@ -511,7 +516,11 @@ class RemoteGenerator:
                 )
                 raise ServerUnavailableError(self.role)
             log.warning("%s: %s; retrying in %.1f s", self.role, reason, delay)
-            await asyncio.sleep(delay)
+            with contextlib.suppress(TimeoutError):  # the wait ends early at shutdown
+                async with asyncio.timeout(delay):
+                    await self._closing.wait()
+            if self._closed:
+                raise _shutting_down()
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _piece(self, event: dict[str, Any]) -> str:
@@ -538,6 +547,8 @@ class RemoteGenerator:
         return InferenceError(f"The {self.role} model's server sent an answer I can't read.")
 
     def _get_session(self) -> aiohttp.ClientSession:
+        if self._closed:  # never a new session after aclose()
+            raise _shutting_down()
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(
                 timeout=aiohttp.ClientTimeout(
@@ -554,6 +565,7 @@ class RemoteGenerator:
     async def aclose(self) -> None:
         """Close the connections; answers under way end with "The bot is shutting down"."""
         self._closed = True
+        self._closing.set()
         if self._session is not None:
             await self._session.close()
             self._session = None

@@ -650,3 +650,61 @@ async def test_deeply_nested_json_is_skipped_like_any_unreadable_line(
             assert await collect(generator) == ["fine", "fine"]
         finally:
             await generator.aclose()
+
+
+async def test_requests_waiting_at_shutdown_send_nothing_more(chat_server: ServeProcess) -> None:
+    requests = 0
+
+    async def count(request: web.Request, forward: Any) -> web.StreamResponse:
+        nonlocal requests
+        requests += 1
+        response: web.StreamResponse = await forward()
+        return response
+
+    async with proxy(chat_server, count) as base:
+        generator = RemoteGenerator(
+            "chat", RemoteEndpoint(base, chat_server.model, max_concurrent=1)
+        )
+        first = generator.stream(PROMPT, 16)
+        try:
+            await anext(first)  # running, holding the only slot
+            waiting = asyncio.ensure_future(collect(generator))
+            await asyncio.sleep(0.05)
+            await generator.aclose()
+            # The running answer ends (or is read from what was buffered) and frees the slot.
+            with contextlib.suppress(InferenceError):
+                await collect_rest(first)
+            with pytest.raises(InferenceError, match="shutting down"):
+                await asyncio.wait_for(waiting, 10)
+        finally:
+            await first.aclose()
+            await generator.aclose()
+    assert requests == 1
+
+
+async def test_a_retry_waiting_at_shutdown_ends_at_once(chat_server: ServeProcess) -> None:
+    requests = 0
+
+    asked = asyncio.Event()
+
+    async def busy(request: web.Request, forward: Any) -> web.StreamResponse:
+        nonlocal requests
+        requests += 1
+        asked.set()
+        return web.Response(status=503, headers={"Retry-After": "1"}, text="busy")
+
+    async with proxy(chat_server, busy) as base:
+        generator = RemoteGenerator("chat", RemoteEndpoint(base, chat_server.model))
+        try:
+            asking = asyncio.ensure_future(collect(generator))
+            await asyncio.wait_for(asked.wait(), 10)
+            await asyncio.sleep(0.05)  # the answer is read: the retry waits
+            started = time.perf_counter()
+            await generator.aclose()  # while it waits to retry
+            with pytest.raises(InferenceError, match="shutting down"):
+                await asyncio.wait_for(asking, 10)
+            assert time.perf_counter() - started < 0.5
+            await asyncio.sleep(1.5)  # past the Retry-After
+        finally:
+            await generator.aclose()
+    assert requests == 1
