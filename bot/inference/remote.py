@@ -422,13 +422,16 @@ class RemoteGenerator:
                             try:
                                 async with asyncio.timeout_at(deadline):
                                     event = await anext(events, None)
-                            except TimeoutError:
-                                raise InferenceTimeoutError(
-                                    self.role, self.endpoint.timeout_s
-                                ) from None
                             except Exception as error:
                                 if self._closed:  # aclose() closed the connection under us
                                     raise _shutting_down() from None
+                                if isinstance(error, TimeoutError) and not isinstance(
+                                    error,
+                                    aiohttp.ClientError,  # aiohttp's read timeout
+                                ):
+                                    raise InferenceTimeoutError(
+                                        self.role, self.endpoint.timeout_s
+                                    ) from None
                                 if isinstance(error, HttpProcessingError):  # a line too long
                                     raise self._unreadable(error) from None
                                 if not isinstance(error, aiohttp.ClientError):
@@ -489,11 +492,13 @@ class RemoteGenerator:
             try:
                 async with asyncio.timeout_at(deadline):
                     response = await session.post(self.endpoint.url, json=body, headers=headers)
-            except TimeoutError:
-                raise InferenceTimeoutError(self.role, self.endpoint.timeout_s) from None
             except Exception as error:
                 if self._closed:  # aclose() closed the session under us
                     raise _shutting_down() from None
+                # aiohttp's connect and read timeouts are TimeoutErrors too, but they mean the
+                # server is unreachable (retried), not that our own deadline passed.
+                if isinstance(error, TimeoutError) and not isinstance(error, aiohttp.ClientError):
+                    raise InferenceTimeoutError(self.role, self.endpoint.timeout_s) from None
                 if not isinstance(error, aiohttp.ClientError):
                     raise
                 reason = f"{type(error).__name__}: {error}"

@@ -7,8 +7,9 @@ import asyncio
 import contextlib
 import json
 import logging
+import socket
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import aiohttp
@@ -20,6 +21,7 @@ from pydantic import ValidationError
 
 from bot.cogs.errors import describe
 from bot.errors import BusyError, InferenceError, InferenceTimeoutError, InvalidInputError
+from bot.inference import remote as remote_module
 from bot.inference.chat import ChatMessage, ChatTask
 from bot.inference.device import resolve_device
 from bot.inference.engine import EngineConfig, InferenceEngine, remote_endpoints
@@ -708,3 +710,43 @@ async def test_a_retry_waiting_at_shutdown_ends_at_once(chat_server: ServeProces
         finally:
             await generator.aclose()
     assert requests == 1
+
+
+@pytest.fixture
+def blackholed_port() -> Iterator[int]:
+    """A port whose connections never complete: a listener with its accept queue full."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = listener.getsockname()[1]
+    fillers = []
+    for _ in range(3):
+        filler = socket.socket()
+        filler.setblocking(False)
+        with contextlib.suppress(BlockingIOError):
+            filler.connect(("127.0.0.1", port))
+        fillers.append(filler)
+    try:
+        yield port
+    finally:
+        for filler in fillers:
+            filler.close()
+        listener.close()
+
+
+async def test_a_blackholed_server_is_retried_then_reported_unavailable(
+    blackholed_port: int, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(remote_module, "CONNECT_TIMEOUT_S", 0.3)
+    base = f"http://127.0.0.1:{blackholed_port}/v1"
+    generator = RemoteGenerator("chat", RemoteEndpoint(base, "x", timeout_s=30))
+    try:
+        with pytest.raises(ServerUnavailableError):  # not "took longer than 30 s"
+            await collect(generator)
+    finally:
+        await generator.aclose()
+    assert caplog.text.count("retrying in") == 3
+    assert [r.message for r in caplog.records if r.levelno >= logging.ERROR] == [
+        f"chat: the server at {base} is not answering (ConnectionTimeoutError: "
+        f"Connection timeout to host {base}/chat/completions)"
+    ]
