@@ -22,6 +22,7 @@ import logging
 import math
 import random
 import re
+import time
 from collections.abc import AsyncGenerator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,6 +40,7 @@ from bot.errors import (
 from bot.inference.chat import ChatMessage, ChatReply
 from bot.inference.summarize import _INSTRUCTION, MAX_REDUCE_ROUNDS, Summary
 from bot.inference.window import longest_fitting_start
+from bot.metrics import Metrics, RoleMetrics
 from bot.redaction import mask_url_passwords
 
 log = logging.getLogger(__name__)
@@ -292,9 +294,12 @@ class TokenCounter:
 class RemoteGenerator:
     """One role's client of a serving engine (one HTTP session, opened on first use)."""
 
-    def __init__(self, role: str, endpoint: RemoteEndpoint) -> None:
+    def __init__(
+        self, role: str, endpoint: RemoteEndpoint, metrics: RoleMetrics | None = None
+    ) -> None:
         self.role = role
         self.endpoint = endpoint
+        self.metrics = metrics or Metrics().role(role)  # the engine hands over the process's
         self._base = loggable_url(endpoint.api_base)
         self._session: aiohttp.ClientSession | None = None
         self._slots = asyncio.Semaphore(endpoint.max_concurrent)
@@ -337,7 +342,7 @@ class RemoteGenerator:
             "max_tokens": max_new_tokens,
             "stream": True,
         }
-        pieces = self._request(body)
+        pieces = self._request(body, streaming=True)
         async with contextlib.aclosing(pieces):
             async for piece in pieces:
                 yield piece
@@ -389,19 +394,26 @@ class RemoteGenerator:
             "stream": True,  # the same parser for both; a long answer never hits a read timeout
         }
         pieces: list[str] = []
-        stream = self._request(body)
+        stream = self._request(body, streaming=False)
         async with contextlib.aclosing(stream):
             async for piece in stream:
                 pieces.append(piece)
         return "".join(pieces).strip()
 
-    async def _request(self, body: dict[str, Any]) -> AsyncGenerator[str, None]:
-        """One streamed chat completion, admitted, retried while busy, within the time limit."""
+    async def _request(self, body: dict[str, Any], *, streaming: bool) -> AsyncGenerator[str, None]:
+        """One streamed chat completion, admitted, retried while busy, within the time limit.
+
+        ``streaming``: the caller shows pieces as they come (its first-token time is recorded).
+        """
         if self._closed:
             raise _shutting_down()
         if self._admitted >= self.endpoint.queue_limit:
+            self.metrics.rejections.inc()
             raise BusyError(self.role, self._estimated_wait_s())
         self._admitted += 1
+        self.metrics.in_flight.set(self._admitted)
+        admitted = time.perf_counter()
+        first_piece = streaming
         try:
             async with self._slots:
                 if self._closed:  # shut down while this request waited for a slot
@@ -465,6 +477,11 @@ class RemoteGenerator:
                                 cut = True
                                 break
                             chars += len(piece)
+                            if first_piece:
+                                first_piece = False
+                                self.metrics.time_to_first_token.observe(
+                                    time.perf_counter() - admitted
+                                )
                             yield piece
                     if not cut:
                         response.release()  # read to the end: the connection can be reused
@@ -473,8 +490,10 @@ class RemoteGenerator:
                 self._seconds_per_request = 0.8 * self._seconds_per_request + 0.2 * (
                     loop.time() - started
                 )
+                self.metrics.latency.observe(time.perf_counter() - admitted)
         finally:
             self._admitted -= 1
+            self.metrics.in_flight.set(self._admitted)
 
     async def _open(self, body: dict[str, Any], deadline: float) -> aiohttp.ClientResponse:
         """The response to ``body`` once the server accepts it (status 200).

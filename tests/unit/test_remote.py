@@ -39,6 +39,7 @@ from bot.inference.remote import (
     split_text,
     trim_history,
 )
+from bot.metrics import Metrics
 from bot.settings import Settings, describe_validation_error
 from tests.conftest import TinyModels
 from tests.serving import ServeProcess, free_port
@@ -750,3 +751,31 @@ async def test_a_blackholed_server_is_retried_then_reported_unavailable(
         f"chat: the server at {base} is not answering (ConnectionTimeoutError: "
         f"Connection timeout to host {base}/chat/completions)"
     ]
+
+
+def sample(metrics: Metrics, name: str) -> float:
+    return metrics.registry.get_sample_value(name, {"role": "chat"}) or 0.0
+
+
+async def test_remote_requests_report_the_role_metrics(
+    chat_server: ServeProcess, tiny_models: TinyModels
+) -> None:
+    metrics = Metrics()
+    remote = {"chat": endpoint(chat_server, max_concurrent=1, queue_limit=1)}
+    engine = InferenceEngine(EngineConfig(models=tiny_models.as_roles(), remote=remote), metrics)
+    try:
+        first = engine.chat_stream(PROMPT, max_new_tokens=16)
+        await anext(first)  # running
+        assert sample(metrics, "bot_generation_in_flight") == 1
+        assert sample(metrics, "bot_generation_time_to_first_token_seconds_count") == 1
+        with pytest.raises(BusyError):
+            await engine.chat(PROMPT, max_new_tokens=8)
+        assert sample(metrics, "bot_inference_rejections_total") == 1
+        await collect_rest(first)
+        assert sample(metrics, "bot_generation_in_flight") == 0
+        assert sample(metrics, "bot_inference_latency_seconds_count") == 1
+        await engine.chat(PROMPT, max_new_tokens=8)  # not streamed: no first-token time
+        assert sample(metrics, "bot_inference_latency_seconds_count") == 2
+        assert sample(metrics, "bot_generation_time_to_first_token_seconds_count") == 1
+    finally:
+        await engine.aclose()
