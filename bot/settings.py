@@ -162,6 +162,16 @@ class Settings(BaseSettings):
         value = value.strip().rstrip("/")
         if not re.match(r"^https?://[^/\s]+", value):
             raise ValueError("must be an http(s):// URL such as http://127.0.0.1:8000/v1")
+        # Credentials belong in INFERENCE_API_KEY: in the URL they would be logged, and
+        # aiohttp refuses a URL's login next to an Authorization header.
+        if "@" in value:  # anywhere: an unencoded "/" in a password ends the netloc early
+            raise ValueError(
+                "must not hold a user name or password (put a key in INFERENCE_API_KEY)"
+            )
+        if "?" in value or "#" in value:
+            raise ValueError(
+                "must not hold a query string or fragment (put a key in INFERENCE_API_KEY)"
+            )
         return value
 
     @property
@@ -179,13 +189,17 @@ class SettingsError(Exception):
     """A setting has a wrong value; the message is one line naming it."""
 
 
+# A URL's query string or fragment (which may carry a key) as shown in a settings error.
+_URL_QUERY = re.compile(r"(?P<head>://[^\s'\"?#]*[?#])[^\s'\"]*")
+
+
 def describe_validation_error(error: ValidationError) -> str:
     """One line per wrong setting, naming its environment variable."""
     lines = []
     for problem in error.errors():
         name = ".".join(str(part) for part in problem["loc"]).upper() or "settings"
         message = problem["msg"].removeprefix("Value error, ")
-        got = mask_url_passwords(repr(problem.get("input")))
+        got = _URL_QUERY.sub(r"\g<head>***", mask_url_passwords(repr(problem.get("input"))))
         lines.append(f"setting {name}: {message} (got {got})")
     return "; ".join(lines)
 

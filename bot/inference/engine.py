@@ -137,7 +137,8 @@ class InferenceEngine:
         self._plan: DevicePlan | None = None
         self._workers: dict[ModelRole, ModelWorker[Any, Any]] = {}
         self._remote = {
-            role: RemoteGenerator(role, endpoint) for role, endpoint in config.remote.items()
+            role: RemoteGenerator(role, endpoint, self.metrics.role(role))
+            for role, endpoint in config.remote.items()
         }
 
     @property

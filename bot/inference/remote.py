@@ -22,16 +22,26 @@ import logging
 import math
 import random
 import re
+import time
 from collections.abc import AsyncGenerator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
+from aiohttp.http_exceptions import HttpProcessingError
 
-from bot.errors import BusyError, InferenceError, InferenceTimeoutError, InvalidInputError
+from bot.errors import (
+    BusyError,
+    InferenceError,
+    InferenceTimeoutError,
+    InvalidInputError,
+    UserFacingError,
+)
 from bot.inference.chat import ChatMessage, ChatReply
 from bot.inference.summarize import _INSTRUCTION, MAX_REDUCE_ROUNDS, Summary
 from bot.inference.window import longest_fitting_start
+from bot.metrics import Metrics, RoleMetrics
+from bot.redaction import mask_url_passwords
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +85,13 @@ COMMON_CONTROL_TOKENS = (
 )
 _SENTENCE_END = re.compile(r"(?<=[.!?…])\s+|\n+")
 _ERROR_BODY_CHARS = 300
+# A server that ignores max_tokens is cut off: each streamed piece holds at least one token,
+# and no token is this many characters long.
+MAX_CHARS_PER_TOKEN = 16
+# An error answer's body is only read for the log: at most this much, for at most this long
+# (and never past the request's deadline), then the connection is closed.
+ERROR_BODY_BYTES = 1024
+ERROR_BODY_WAIT_S = 2.0
 
 
 class ServerUnavailableError(InferenceError):
@@ -277,9 +294,13 @@ class TokenCounter:
 class RemoteGenerator:
     """One role's client of a serving engine (one HTTP session, opened on first use)."""
 
-    def __init__(self, role: str, endpoint: RemoteEndpoint) -> None:
+    def __init__(
+        self, role: str, endpoint: RemoteEndpoint, metrics: RoleMetrics | None = None
+    ) -> None:
         self.role = role
         self.endpoint = endpoint
+        self.metrics = metrics or Metrics().role(role)  # the engine hands over the process's
+        self._base = loggable_url(endpoint.api_base)
         self._session: aiohttp.ClientSession | None = None
         self._slots = asyncio.Semaphore(endpoint.max_concurrent)
         self._admitted = 0
@@ -287,6 +308,7 @@ class RemoteGenerator:
         self._counter_lock = asyncio.Lock()
         self._seconds_per_request = 2.0
         self._closed = False
+        self._closing = asyncio.Event()  # set by aclose(): retries stop waiting
 
     @property
     def in_flight(self) -> int:
@@ -320,7 +342,7 @@ class RemoteGenerator:
             "max_tokens": max_new_tokens,
             "stream": True,
         }
-        pieces = self._request(body)
+        pieces = self._request(body, streaming=True)
         async with contextlib.aclosing(pieces):
             async for piece in pieces:
                 yield piece
@@ -348,13 +370,21 @@ class RemoteGenerator:
         return Summary("\n".join(finals), chunk_count)
 
     async def _summarize_parts(self, texts: list[str], max_length: int) -> list[str]:
-        async with asyncio.TaskGroup() as group:
-            parts = [
-                group.create_task(
-                    self._complete([ChatMessage("user", _INSTRUCTION + text)], max_length)
-                )
-                for text in texts
-            ]
+        """Each part summarised, all at once; the first failure ends the others.
+
+        The task group gathers failures in an ExceptionGroup; the member is shown the first
+        one (a user-facing one if any: the server is down, busy, too slow).
+        """
+        try:
+            async with asyncio.TaskGroup() as group:
+                parts = [
+                    group.create_task(
+                        self._complete([ChatMessage("user", _INSTRUCTION + text)], max_length)
+                    )
+                    for text in texts
+                ]
+        except ExceptionGroup as failed:
+            raise _first_failure(failed) from None
         return [part.result() for part in parts]
 
     async def _complete(self, messages: Sequence[ChatMessage], max_new_tokens: int) -> str:
@@ -364,25 +394,37 @@ class RemoteGenerator:
             "stream": True,  # the same parser for both; a long answer never hits a read timeout
         }
         pieces: list[str] = []
-        stream = self._request(body)
+        stream = self._request(body, streaming=False)
         async with contextlib.aclosing(stream):
             async for piece in stream:
                 pieces.append(piece)
         return "".join(pieces).strip()
 
-    async def _request(self, body: dict[str, Any]) -> AsyncGenerator[str, None]:
-        """One streamed chat completion, admitted, retried while busy, within the time limit."""
+    async def _request(self, body: dict[str, Any], *, streaming: bool) -> AsyncGenerator[str, None]:
+        """One streamed chat completion, admitted, retried while busy, within the time limit.
+
+        ``streaming``: the caller shows pieces as they come (its first-token time is recorded).
+        """
         if self._closed:
             raise _shutting_down()
         if self._admitted >= self.endpoint.queue_limit:
+            self.metrics.rejections.inc()
             raise BusyError(self.role, self._estimated_wait_s())
         self._admitted += 1
+        self.metrics.in_flight.set(self._admitted)
+        admitted = time.perf_counter()
+        first_piece = streaming
         try:
             async with self._slots:
+                if self._closed:  # shut down while this request waited for a slot
+                    raise _shutting_down()
                 loop = asyncio.get_running_loop()
                 started = loop.time()
                 deadline = started + self.endpoint.timeout_s
                 response = await self._open({"model": self.endpoint.model, **body}, deadline)
+                max_tokens = int(body["max_tokens"])
+                pieces = chars = 0
+                cut = False
                 try:
                     events = _events(response.content)
                     async with contextlib.aclosing(events):
@@ -392,19 +434,24 @@ class RemoteGenerator:
                             try:
                                 async with asyncio.timeout_at(deadline):
                                     event = await anext(events, None)
-                            except TimeoutError:
-                                raise InferenceTimeoutError(
-                                    self.role, self.endpoint.timeout_s
-                                ) from None
                             except Exception as error:
                                 if self._closed:  # aclose() closed the connection under us
                                     raise _shutting_down() from None
+                                if isinstance(error, TimeoutError) and not isinstance(
+                                    error,
+                                    aiohttp.ClientError,  # aiohttp's read timeout
+                                ):
+                                    raise InferenceTimeoutError(
+                                        self.role, self.endpoint.timeout_s
+                                    ) from None
+                                if isinstance(error, HttpProcessingError):  # a line too long
+                                    raise self._unreadable(error) from None
                                 if not isinstance(error, aiohttp.ClientError):
                                     raise
                                 log.error(  # the connection broke
                                     "%s: the server at %s stopped mid-answer (%s: %s)",
                                     self.role,
-                                    self.endpoint.api_base,
+                                    self._base,
                                     type(error).__name__,
                                     error,
                                 )
@@ -412,16 +459,41 @@ class RemoteGenerator:
                             if event is None:
                                 break
                             piece = self._piece(event)
-                            if piece:
-                                yield piece
-                    response.release()  # read to the end: the connection can be reused
+                            if not piece:
+                                continue
+                            pieces += 1
+                            room = max_tokens * MAX_CHARS_PER_TOKEN - chars
+                            if pieces > max_tokens or len(piece) > room:
+                                # The server ignores max_tokens: keep what fits, stop it.
+                                if pieces <= max_tokens and room > 0:
+                                    yield piece[:room]
+                                log.warning(
+                                    "%s: the server at %s sent more than max_tokens (%d); "
+                                    "the answer was cut there",
+                                    self.role,
+                                    self._base,
+                                    max_tokens,
+                                )
+                                cut = True
+                                break
+                            chars += len(piece)
+                            if first_piece:
+                                first_piece = False
+                                self.metrics.time_to_first_token.observe(
+                                    time.perf_counter() - admitted
+                                )
+                            yield piece
+                    if not cut:
+                        response.release()  # read to the end: the connection can be reused
                 finally:
                     response.close()  # stopped early: closing tells the server to stop
                 self._seconds_per_request = 0.8 * self._seconds_per_request + 0.2 * (
                     loop.time() - started
                 )
+                self.metrics.latency.observe(time.perf_counter() - admitted)
         finally:
             self._admitted -= 1
+            self.metrics.in_flight.set(self._admitted)
 
     async def _open(self, body: dict[str, Any], deadline: float) -> aiohttp.ClientResponse:
         """The response to ``body`` once the server accepts it (status 200).
@@ -439,16 +511,20 @@ class RemoteGenerator:
             try:
                 async with asyncio.timeout_at(deadline):
                     response = await session.post(self.endpoint.url, json=body, headers=headers)
-            except TimeoutError:
-                raise InferenceTimeoutError(self.role, self.endpoint.timeout_s) from None
-            except aiohttp.ClientError as error:
-                if self._closed:
+            except Exception as error:
+                if self._closed:  # aclose() closed the session under us
                     raise _shutting_down() from None
+                # aiohttp's connect and read timeouts are TimeoutErrors too, but they mean the
+                # server is unreachable (retried), not that our own deadline passed.
+                if isinstance(error, TimeoutError) and not isinstance(error, aiohttp.ClientError):
+                    raise InferenceTimeoutError(self.role, self.endpoint.timeout_s) from None
+                if not isinstance(error, aiohttp.ClientError):
+                    raise
                 reason = f"{type(error).__name__}: {error}"
             else:
                 if response.status == 200:
                     return response
-                detail = await _error_body(response)
+                detail = await _error_body(response, deadline)
                 reason = f"HTTP {response.status}: {detail}"
                 if response.status not in RETRY_STATUSES:
                     log.error("%s: the server refused a request (%s)", self.role, reason)
@@ -459,12 +535,16 @@ class RemoteGenerator:
                 log.error(
                     "%s: the server at %s is not answering (%s)",
                     self.role,
-                    self.endpoint.api_base,
+                    self._base,
                     reason,
                 )
                 raise ServerUnavailableError(self.role)
             log.warning("%s: %s; retrying in %.1f s", self.role, reason, delay)
-            await asyncio.sleep(delay)
+            with contextlib.suppress(TimeoutError):  # the wait ends early at shutdown
+                async with asyncio.timeout(delay):
+                    await self._closing.wait()
+            if self._closed:
+                raise _shutting_down()
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _piece(self, event: dict[str, Any]) -> str:
@@ -472,11 +552,27 @@ class RemoteGenerator:
             log.error("%s: the server failed mid-answer: %s", self.role, event["error"])
             raise InferenceError(f"The {self.role} model failed on this request.")
         choices = event.get("choices") or [{}]
+        if not isinstance(choices, list) or not isinstance(choices[0], dict):
+            raise self._unreadable(f"choices is {_shape(choices)}")
         delta = choices[0].get("delta") or choices[0].get("message") or {}
+        if not isinstance(delta, dict):
+            raise self._unreadable(f"the delta is {_shape(delta)}")
         content = delta.get("content")
         return content if isinstance(content, str) else ""
 
+    def _unreadable(self, reason: object) -> InferenceError:
+        """The error for an answer that is not an OpenAI-style stream (logged once, here)."""
+        log.error(
+            "%s: the server at %s sent an answer that cannot be read (%.200s)",
+            self.role,
+            self._base,
+            reason,
+        )
+        return InferenceError(f"The {self.role} model's server sent an answer I can't read.")
+
     def _get_session(self) -> aiohttp.ClientSession:
+        if self._closed:  # never a new session after aclose()
+            raise _shutting_down()
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(
                 timeout=aiohttp.ClientTimeout(
@@ -493,15 +589,45 @@ class RemoteGenerator:
     async def aclose(self) -> None:
         """Close the connections; answers under way end with "The bot is shutting down"."""
         self._closed = True
+        self._closing.set()
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+
+def loggable_url(url: str) -> str:
+    """``url`` as it may be logged: no password, no query string or fragment."""
+    return re.sub(r"[?#].*", "", mask_url_passwords(url))
 
 
 def _encodable(text: str) -> str:
     """``text`` with lone surrogates (which JSON escapes can carry) replaced: tokenizers and
     servers take only valid UTF-8."""
     return text.encode("utf-8", "replace").decode("utf-8")
+
+
+def _first_failure(group: BaseExceptionGroup[Exception]) -> Exception:
+    """The first user-facing error in ``group`` (nested groups too), else its first error."""
+    leaves: list[Exception] = []
+
+    def walk(inner: BaseExceptionGroup[Exception]) -> None:
+        for error in inner.exceptions:
+            if isinstance(error, BaseExceptionGroup):
+                walk(error)
+            else:
+                leaves.append(error)
+
+    walk(group)
+    return next((e for e in leaves if isinstance(e, UserFacingError)), leaves[0])
+
+
+def _shape(value: object) -> str:
+    """What a JSON value is, for the log (not its content)."""
+    return (
+        f"a {type(value).__name__}"
+        if not isinstance(value, list)
+        else "a list of " + (type(value[0]).__name__ if value else "nothing")
+    )
 
 
 def _shutting_down() -> InferenceError:
@@ -539,6 +665,7 @@ def _sentences(text: str, count: Callable[[str], int], limit: int) -> list[str]:
 
 async def _events(content: aiohttp.StreamReader) -> AsyncGenerator[dict[str, Any], None]:
     """The JSON payloads of a server-sent event stream, until ``[DONE]`` or the end."""
+    warned = False
     async for raw in content:
         line = raw.decode("utf-8", errors="replace").strip()
         if not line.startswith("data:"):
@@ -548,20 +675,34 @@ async def _events(content: aiohttp.StreamReader) -> AsyncGenerator[dict[str, Any
             return
         try:
             event = json.loads(data)
-        except ValueError:
-            log.warning("ignoring a stream line that is not JSON: %.100s", data)
+        except (ValueError, RecursionError):  # RecursionError: nested too deeply
+            if not warned:  # once per answer: a server may send nothing else
+                log.warning("ignoring a stream line that is not JSON: %.100s", data)
+                warned = True
             continue
         if isinstance(event, dict):
             yield event
 
 
-async def _error_body(response: aiohttp.ClientResponse) -> str:
-    with contextlib.suppress(Exception):
-        text = await response.text()
-        response.release()
-        return text.strip()[:_ERROR_BODY_CHARS]
-    response.release()
-    return ""
+async def _error_body(response: aiohttp.ClientResponse, deadline: float) -> str:
+    """The start of an error answer's body (for the log), read briefly; the response is closed."""
+    data = b""
+    loop = asyncio.get_running_loop()
+    try:
+        async with asyncio.timeout_at(min(deadline, loop.time() + ERROR_BODY_WAIT_S)):
+            while len(data) < ERROR_BODY_BYTES:
+                chunk = await response.content.read(ERROR_BODY_BYTES - len(data))
+                if not chunk:
+                    break
+                data += chunk
+    except (TimeoutError, aiohttp.ClientError, ValueError):
+        pass  # what came is enough for the log
+    finally:
+        if response.content.at_eof():
+            response.release()  # read to the end: the connection can be reused
+        else:
+            response.close()  # more is coming (or stalled): closing ends it
+    return data.decode("utf-8", errors="replace").strip()[:_ERROR_BODY_CHARS]
 
 
 def _retry_after(value: str | None) -> float | None:

@@ -7,8 +7,9 @@ import asyncio
 import contextlib
 import json
 import logging
+import socket
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import aiohttp
@@ -18,7 +19,9 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
+from bot.cogs.errors import describe
 from bot.errors import BusyError, InferenceError, InferenceTimeoutError, InvalidInputError
+from bot.inference import remote as remote_module
 from bot.inference.chat import ChatMessage, ChatTask
 from bot.inference.device import resolve_device
 from bot.inference.engine import EngineConfig, InferenceEngine, remote_endpoints
@@ -36,6 +39,7 @@ from bot.inference.remote import (
     split_text,
     trim_history,
 )
+from bot.metrics import Metrics
 from bot.settings import Settings, describe_validation_error
 from tests.conftest import TinyModels
 from tests.serving import ServeProcess, free_port
@@ -156,6 +160,37 @@ def test_a_wrong_api_base_is_named_in_one_line(base: str) -> None:
         Settings(_env_file=None, chat_api_base=base)  # type: ignore[call-arg]
     line = describe_validation_error(raised.value)
     assert line.startswith("setting CHAT_API_BASE: must be an http(s):// URL")
+
+
+@pytest.mark.parametrize(
+    ("base", "problem"),
+    [
+        ("http://bot:s3cret@gpu-host:8000/v1", "a user name or password"),
+        ("http://bot@gpu-host:8000/v1", "a user name or password"),
+        ("http://gpu-host:8000/v1?key=s3cret", "a query string"),
+        ("http://gpu-host:8000/v1#s3cret", "a query string"),
+    ],
+)
+def test_credentials_in_an_api_base_are_refused_without_showing_them(
+    base: str, problem: str
+) -> None:
+    for name in ("chat_api_base", "summarization_api_base"):
+        with pytest.raises(ValidationError) as raised:
+            Settings(_env_file=None, **{name: base})  # type: ignore[call-arg]
+        line = describe_validation_error(raised.value)
+        assert line.startswith(f"setting {name.upper()}: must not hold {problem}")
+        assert "s3cret" not in line and "\n" not in line
+
+
+async def test_a_password_in_an_api_base_is_never_logged(caplog: pytest.LogCaptureFixture) -> None:
+    base = f"http://bot:s3cret@127.0.0.1:{free_port()}/v1?token=s3cret"
+    generator = RemoteGenerator("chat", RemoteEndpoint(base, "x", timeout_s=2))
+    try:
+        with pytest.raises(ServerUnavailableError):
+            await collect(generator)
+    finally:
+        await generator.aclose()
+    assert "127.0.0.1" in caplog.text and "s3cret" not in caplog.text
 
 
 @pytest.fixture(scope="module")
@@ -483,3 +518,264 @@ async def test_closing_mid_answer_says_the_bot_is_shutting_down(
 
 async def collect_rest(stream: AsyncIterator[str]) -> list[str]:
     return [piece async for piece in stream]
+
+
+async def test_a_remote_summary_with_the_server_down_gets_the_friendly_error(
+    tiny_models: TinyModels,
+) -> None:
+    down = RemoteEndpoint(f"http://127.0.0.1:{free_port()}/v1", "no-such-org/no-such-model")
+    engine = InferenceEngine(
+        EngineConfig(models=tiny_models.as_roles(), remote={"summarization": down})
+    )
+    try:
+        with pytest.raises(ServerUnavailableError) as raised:  # not an ExceptionGroup
+            await engine.summarize("the meeting is at noon. " * 400, min_length=5, max_length=12)
+    finally:
+        await engine.aclose()
+    message, expected = describe(raised.value)
+    assert expected and "isn't answering" in message
+
+
+async def test_a_trickling_error_body_does_not_hold_the_request(chat_server: ServeProcess) -> None:
+    async def trickle(request: web.Request, forward: Any) -> web.StreamResponse:
+        response = web.StreamResponse(status=500, headers={"Content-Type": "text/plain"})
+        await response.prepare(request)
+        with contextlib.suppress(ConnectionError):
+            for _ in range(600):  # a byte every 0.1 s, never more than the read timeout apart
+                await response.write(b"x")
+                await asyncio.sleep(0.1)
+        return response
+
+    async with proxy(chat_server, trickle) as base:
+        generator = RemoteGenerator("chat", RemoteEndpoint(base, chat_server.model, timeout_s=2))
+        started = time.perf_counter()
+        try:
+            with pytest.raises(InferenceError, match="refused this request"):
+                await asyncio.wait_for(collect(generator), 20)
+        finally:
+            await generator.aclose()
+    assert time.perf_counter() - started < 4
+    assert generator.in_flight == 0
+
+
+def endless_answer(piece: str) -> Handler:
+    """A server that ignores max_tokens: ``piece`` after ``piece`` until the client leaves."""
+
+    async def handler(request: web.Request, forward: Any) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        event = {"choices": [{"delta": {"content": piece}, "index": 0}]}
+        line = f"data: {json.dumps(event)}\n\n".encode()
+        with contextlib.suppress(ConnectionError):
+            for _ in range(100_000):
+                await response.write(line)
+                await asyncio.sleep(0.001)
+        return response
+
+    return handler
+
+
+@pytest.mark.parametrize(
+    ("piece", "most_chars"),
+    [("word ", 8 * len("word ")), ("x" * 100, 8 * 16)],  # by pieces; by characters
+)
+async def test_an_answer_past_max_tokens_is_cut_and_kept(
+    chat_server: ServeProcess, piece: str, most_chars: int
+) -> None:
+    async with proxy(chat_server, endless_answer(piece)) as base:
+        generator = RemoteGenerator("chat", RemoteEndpoint(base, chat_server.model, timeout_s=5))
+        started = time.perf_counter()
+        try:
+            streamed = "".join(await collect(generator, max_new_tokens=8))
+            reply = await generator.chat(PROMPT, 8)
+        finally:
+            await generator.aclose()
+    assert time.perf_counter() - started < 4  # cut, not read until the deadline
+    assert streamed and len(streamed) <= most_chars
+    assert reply.text and len(reply.text) <= most_chars
+
+
+def answers_with(*lines: bytes) -> Handler:
+    """A server that answers every request with these stream lines."""
+
+    async def handler(request: web.Request, forward: Any) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        with contextlib.suppress(ConnectionError):
+            for line in lines:
+                await response.write(line + b"\n\n")
+            await response.write_eof()
+        return response
+
+    return handler
+
+
+def sse(event: Any) -> bytes:
+    return b"data: " + json.dumps(event).encode()
+
+
+GOOD_PIECE = sse({"choices": [{"delta": {"content": "fine"}, "index": 0}]})
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        b"data: " + b"x" * 2_000_000,  # longer than the stream reader takes (512 KiB)
+        sse({"choices": "not a list"}),
+        sse({"choices": [7]}),
+        sse({"choices": [{"delta": "not an object"}]}),
+        sse({"choices": [{"message": ["not an object"]}]}),
+    ],
+    ids=["line-too-long", "choices-str", "choice-int", "delta-str", "message-list"],
+)
+async def test_unreadable_server_output_gets_a_friendly_error(
+    chat_server: ServeProcess, line: bytes, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with proxy(chat_server, answers_with(GOOD_PIECE, line, GOOD_PIECE)) as base:
+        generator = RemoteGenerator("chat", RemoteEndpoint(base, chat_server.model))
+        try:
+            with pytest.raises(InferenceError) as raised:
+                await collect(generator)
+        finally:
+            await generator.aclose()
+    message, expected = describe(raised.value)
+    assert expected and "server" in message
+    assert len([r for r in caplog.records if r.levelno >= logging.ERROR]) == 1
+
+
+async def test_deeply_nested_json_is_skipped_like_any_unreadable_line(
+    chat_server: ServeProcess,
+) -> None:
+    nested = b"data: " + b"[" * 100_000 + b"]" * 100_000  # deeper than json's recursion limit
+    async with proxy(chat_server, answers_with(GOOD_PIECE, nested, GOOD_PIECE)) as base:
+        generator = RemoteGenerator("chat", RemoteEndpoint(base, chat_server.model))
+        try:
+            assert await collect(generator) == ["fine", "fine"]
+        finally:
+            await generator.aclose()
+
+
+async def test_requests_waiting_at_shutdown_send_nothing_more(chat_server: ServeProcess) -> None:
+    requests = 0
+
+    async def count(request: web.Request, forward: Any) -> web.StreamResponse:
+        nonlocal requests
+        requests += 1
+        response: web.StreamResponse = await forward()
+        return response
+
+    async with proxy(chat_server, count) as base:
+        generator = RemoteGenerator(
+            "chat", RemoteEndpoint(base, chat_server.model, max_concurrent=1)
+        )
+        first = generator.stream(PROMPT, 16)
+        try:
+            await anext(first)  # running, holding the only slot
+            waiting = asyncio.ensure_future(collect(generator))
+            await asyncio.sleep(0.05)
+            await generator.aclose()
+            # The running answer ends (or is read from what was buffered) and frees the slot.
+            with contextlib.suppress(InferenceError):
+                await collect_rest(first)
+            with pytest.raises(InferenceError, match="shutting down"):
+                await asyncio.wait_for(waiting, 10)
+        finally:
+            await first.aclose()
+            await generator.aclose()
+    assert requests == 1
+
+
+async def test_a_retry_waiting_at_shutdown_ends_at_once(chat_server: ServeProcess) -> None:
+    requests = 0
+
+    asked = asyncio.Event()
+
+    async def busy(request: web.Request, forward: Any) -> web.StreamResponse:
+        nonlocal requests
+        requests += 1
+        asked.set()
+        return web.Response(status=503, headers={"Retry-After": "1"}, text="busy")
+
+    async with proxy(chat_server, busy) as base:
+        generator = RemoteGenerator("chat", RemoteEndpoint(base, chat_server.model))
+        try:
+            asking = asyncio.ensure_future(collect(generator))
+            await asyncio.wait_for(asked.wait(), 10)
+            await asyncio.sleep(0.05)  # the answer is read: the retry waits
+            started = time.perf_counter()
+            await generator.aclose()  # while it waits to retry
+            with pytest.raises(InferenceError, match="shutting down"):
+                await asyncio.wait_for(asking, 10)
+            assert time.perf_counter() - started < 0.5
+            await asyncio.sleep(1.5)  # past the Retry-After
+        finally:
+            await generator.aclose()
+    assert requests == 1
+
+
+@pytest.fixture
+def blackholed_port() -> Iterator[int]:
+    """A port whose connections never complete: a listener with its accept queue full."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = listener.getsockname()[1]
+    fillers = []
+    for _ in range(3):
+        filler = socket.socket()
+        filler.setblocking(False)
+        with contextlib.suppress(BlockingIOError):
+            filler.connect(("127.0.0.1", port))
+        fillers.append(filler)
+    try:
+        yield port
+    finally:
+        for filler in fillers:
+            filler.close()
+        listener.close()
+
+
+async def test_a_blackholed_server_is_retried_then_reported_unavailable(
+    blackholed_port: int, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(remote_module, "CONNECT_TIMEOUT_S", 0.3)
+    base = f"http://127.0.0.1:{blackholed_port}/v1"
+    generator = RemoteGenerator("chat", RemoteEndpoint(base, "x", timeout_s=30))
+    try:
+        with pytest.raises(ServerUnavailableError):  # not "took longer than 30 s"
+            await collect(generator)
+    finally:
+        await generator.aclose()
+    assert caplog.text.count("retrying in") == 3
+    assert [r.message for r in caplog.records if r.levelno >= logging.ERROR] == [
+        f"chat: the server at {base} is not answering (ConnectionTimeoutError: "
+        f"Connection timeout to host {base}/chat/completions)"
+    ]
+
+
+def sample(metrics: Metrics, name: str) -> float:
+    return metrics.registry.get_sample_value(name, {"role": "chat"}) or 0.0
+
+
+async def test_remote_requests_report_the_role_metrics(
+    chat_server: ServeProcess, tiny_models: TinyModels
+) -> None:
+    metrics = Metrics()
+    remote = {"chat": endpoint(chat_server, max_concurrent=1, queue_limit=1)}
+    engine = InferenceEngine(EngineConfig(models=tiny_models.as_roles(), remote=remote), metrics)
+    try:
+        first = engine.chat_stream(PROMPT, max_new_tokens=16)
+        await anext(first)  # running
+        assert sample(metrics, "bot_generation_in_flight") == 1
+        assert sample(metrics, "bot_generation_time_to_first_token_seconds_count") == 1
+        with pytest.raises(BusyError):
+            await engine.chat(PROMPT, max_new_tokens=8)
+        assert sample(metrics, "bot_inference_rejections_total") == 1
+        await collect_rest(first)
+        assert sample(metrics, "bot_generation_in_flight") == 0
+        assert sample(metrics, "bot_inference_latency_seconds_count") == 1
+        await engine.chat(PROMPT, max_new_tokens=8)  # not streamed: no first-token time
+        assert sample(metrics, "bot_inference_latency_seconds_count") == 2
+        assert sample(metrics, "bot_generation_time_to_first_token_seconds_count") == 1
+    finally:
+        await engine.aclose()
