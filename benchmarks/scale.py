@@ -37,7 +37,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -45,7 +45,7 @@ from typing import IO, Any
 import torch
 
 from benchmarks.inference import _QUESTIONS
-from benchmarks.serving import ServeProcess, transformers_serve
+from benchmarks.serving import ServeProcess, servable_folder, transformers_serve
 from bot.inference.chat import ChatMessage
 from bot.inference.engine import EngineConfig, InferenceEngine
 from bot.inference.loading import ModelSource, load_tokenizer
@@ -227,7 +227,9 @@ def served_round(shards: Sequence[Shard], requests: int) -> list[Answer]:
 # --- the parent: both setups, rounds alternating -------------------------------------------
 
 
-def summary(name: str, rounds: list[list[Answer]], count_tokens: Any) -> dict[str, Any]:
+def summary(
+    name: str, rounds: list[list[Answer]], count_tokens: Callable[[str], int]
+) -> dict[str, Any]:
     """The figures of one setup over its rounds."""
     rates = [len(answers) / max(a.done_s for a in answers) for answers in rounds]
     first = [a.first_piece_s for answers in rounds for a in answers]
@@ -249,20 +251,29 @@ def _figures(value: float, significant: int = 3) -> float:
 
 
 async def main(args: argparse.Namespace) -> dict[str, Any]:
-    threads = torch.get_num_threads()
-    tokenizer = load_tokenizer(ModelSource.parse(args.model))
+    with tempfile.TemporaryDirectory(prefix="scale-") as folder:
+        # Both setups run the same weights from the same files (a GGUF file dequantized).
+        model = await asyncio.to_thread(servable_folder, args.model, Path(folder))
+        local, served = await measure(args, model)
+        tokenizer = load_tokenizer(ModelSource.parse(model))
 
     def count_tokens(text: str) -> int:
         return len(tokenizer(text, add_special_tokens=False)["input_ids"])
 
-    engine = InferenceEngine(
-        EngineConfig(models={"chat": args.model}, device="cpu", limits=limits())
-    )
+    return figures(args, local, served, count_tokens)
+
+
+async def measure(
+    args: argparse.Namespace, model: str
+) -> tuple[list[list[Answer]], list[list[Answer]]]:
+    """The rounds of each setup, alternating: in-process first, then served."""
+    threads = torch.get_num_threads()
+    engine = InferenceEngine(EngineConfig(models={"chat": model}, device="cpu", limits=limits()))
     local: list[list[Answer]] = []
     served: list[list[Answer]] = []
     with (
         tempfile.TemporaryFile() as shard_log,
-        transformers_serve(args.model, threads=threads, extra_args=SERVER_ARGS) as server,
+        transformers_serve(model, threads=threads, extra_args=SERVER_ARGS) as server,
     ):
         shards = [Shard(n, server, args.max_new_tokens, shard_log) for n in range(SHARDS)]
         try:
@@ -283,14 +294,23 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             for shard in shards:
                 shard.stop()
             await engine.aclose()
+    return local, served
 
+
+def figures(
+    args: argparse.Namespace,
+    local: list[list[Answer]],
+    served: list[list[Answer]],
+    count_tokens: Callable[[str], int],
+) -> dict[str, Any]:
+    """The printed figures: each setup's, and served over in-process."""
     result: dict[str, Any] = {
         "model": Path(args.model).name,
         "requests": args.requests,
         "rounds": args.rounds,
         "max_new_tokens": args.max_new_tokens,
         "shards": SHARDS,
-        "torch_threads": threads,
+        "torch_threads": torch.get_num_threads(),
         "cpu_cores": os.cpu_count(),
         "mean_answer_tokens": round(
             statistics.mean(count_tokens(a.text) for r in local + served for a in r), 1

