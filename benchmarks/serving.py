@@ -86,7 +86,7 @@ def servable_folder(model: str, folder: Path) -> str:
     AutoTokenizer.from_pretrained(**source).save_pretrained(folder)
     model_ = AutoModelForCausalLM.from_pretrained(**source)
     # The weights are plain tensors once loaded; only the "quantized with gguf" marks remain.
-    model_.hf_quantizer = None
+    model_.hf_quantizer = None  # type: ignore[assignment]
     if hasattr(model_.config, "quantization_config"):
         del model_.config.quantization_config
     model_.save_pretrained(folder)
