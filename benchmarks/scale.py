@@ -240,6 +240,7 @@ def summary(
         f"answered_{name}": min(len({a.index for a in answers}) for answers in rounds),
         f"nonempty_answers_{name}": min(sum(bool(a.text.strip()) for a in r) for r in rounds),
         f"answers_per_s_{name}": _figures(statistics.median(rates)),
+        f"answers_per_s_{name}_by_round": [_figures(rate) for rate in rates],
         f"tokens_per_s_{name}": _figures(sum(tokens) / sum(seconds)),
         f"ttft_p50_s_{name}": _figures(statistics.median(first)),
         f"ttft_max_s_{name}": _figures(max(first)),
