@@ -1,116 +1,12 @@
 """A real ``transformers serve`` (OpenAI-compatible server) on 127.0.0.1, for tests.
 
-It runs the tiny chat model on the CPU with continuous batching and a small KV cache
-(``--cb-num-blocks 64``: sized from free RAM otherwise, about 10 GiB). Starting takes about
-20 s on 2 cores, so the fixture that uses it is session-scoped.
+It runs the tiny chat model on the CPU with continuous batching and a small KV cache; the
+start and wait logic is shared with the scale-out benchmark (``benchmarks/serving.py``).
+Starting takes about 20 s on 2 cores, so the fixture that uses it is session-scoped.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
-import socket
-import subprocess
-import sys
-import tempfile
-import time
-import urllib.error
-import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
-from pathlib import Path
+from benchmarks.serving import ServeProcess, free_port, transformers_serve
 
-START_TIMEOUT_S = 120.0
-STOP_TIMEOUT_S = 10.0
-
-
-@dataclass
-class ServeProcess:
-    """A running server: its API base (``http://127.0.0.1:PORT/v1``) and model id."""
-
-    process: subprocess.Popen[bytes]
-    port: int
-    model: str
-    log_path: Path
-
-    @property
-    def api_base(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1"
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def stop(self) -> None:
-        """Terminate the server and wait for it (killed if it does not exit in time)."""
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(STOP_TIMEOUT_S)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-def serve_command() -> str:
-    """The ``transformers`` console script of this interpreter's environment."""
-    found = shutil.which("transformers", path=str(Path(sys.executable).parent))
-    if found is None:
-        raise RuntimeError("no `transformers` script next to python: pip install -e '.[serving]'")
-    return found
-
-
-@contextmanager
-def transformers_serve(model_dir: str) -> Iterator[ServeProcess]:
-    """``transformers serve`` of ``model_dir`` on a free port, ready (GET /health is 200)."""
-    port = free_port()
-    log_dir = Path(tempfile.mkdtemp(prefix="serve-"))
-    log_path = log_dir / "serve.log"
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    command = [
-        serve_command(),
-        "serve",
-        model_dir,
-        "--continuous-batching",
-        "--device",
-        "cpu",
-        "--cb-num-blocks",
-        "64",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--log-level",
-        "info",
-    ]
-    with log_path.open("wb") as log_file:
-        process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, env=env)
-    server = ServeProcess(process, port, model_dir, log_path)
-    try:
-        wait_until_healthy(server)
-        yield server
-    finally:
-        server.stop()
-        shutil.rmtree(log_dir, ignore_errors=True)
-
-
-def wait_until_healthy(server: ServeProcess) -> None:
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if server.process.poll() is not None:
-            raise RuntimeError(f"transformers serve exited early:\n{server.log()[-3000:]}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{server.port}/health", timeout=2) as r:
-                if r.status == 200:
-                    return
-        except (urllib.error.URLError, OSError):
-            pass
-        time.sleep(0.25)
-    raise RuntimeError(f"transformers serve not ready in {START_TIMEOUT_S:g} s")
+__all__ = ["ServeProcess", "free_port", "transformers_serve"]
