@@ -38,6 +38,7 @@ from bot.errors import (
     UserFacingError,
 )
 from bot.inference.chat import ChatMessage, ChatReply
+from bot.inference.splitting import pack, sentences
 from bot.inference.summarize import _INSTRUCTION, MAX_REDUCE_ROUNDS, Summary
 from bot.inference.window import longest_fitting_start
 from bot.metrics import Metrics, RoleMetrics
@@ -83,7 +84,6 @@ COMMON_CONTROL_TOKENS = (
     "<bos>",
     "<eos>",
 )
-_SENTENCE_END = re.compile(r"(?<=[.!?…])\s+|\n+")
 _ERROR_BODY_CHARS = 300
 # A server that ignores max_tokens is cut off: each streamed piece holds at least one token,
 # and no token is this many characters long.
@@ -636,31 +636,19 @@ def _shutting_down() -> InferenceError:
 
 def split_text(text: str, count: Callable[[str], int], limit: int) -> list[str]:
     """Pieces of ``text`` of at most ``limit`` tokens each, cut at sentence ends where possible."""
-    chunks: list[str] = []
-    current: list[str] = []
-    used = 0
-    for sentence in _sentences(text, count, limit):
-        tokens = count(sentence) + 1
-        if current and used + tokens > limit:
-            chunks.append(" ".join(current))
-            current, used = [], 0
-        current.append(sentence)
-        used += tokens
-    if current:
-        chunks.append(" ".join(current))
-    return chunks or [text]
+    return pack(_cut_long(sentences(text), count, limit), count, limit) or [text]
 
 
-def _sentences(text: str, count: Callable[[str], int], limit: int) -> list[str]:
-    sentences: list[str] = []
-    for sentence in filter(None, (s.strip() for s in _SENTENCE_END.split(text))):
+def _cut_long(parts: list[str], count: Callable[[str], int], limit: int) -> list[str]:
+    cut: list[str] = []
+    for sentence in parts:
         # A "sentence" longer than a part (no punctuation) is cut into shorter runs of text.
         while count(sentence) >= limit and len(sentence) > 1:
             size = max(1, len(sentence) * (limit - 1) // (2 * count(sentence)))
-            sentences.append(sentence[:size])
+            cut.append(sentence[:size])
             sentence = sentence[size:]
-        sentences.append(sentence)
-    return sentences
+        cut.append(sentence)
+    return cut
 
 
 async def _events(content: aiohttp.StreamReader) -> AsyncGenerator[dict[str, Any], None]:

@@ -7,7 +7,6 @@ seq2seq models, and causal LMs the library cannot run, summarise in batched ``ge
 from __future__ import annotations
 
 import asyncio
-import re
 import threading
 from collections.abc import Awaitable, Callable, Hashable, Sequence
 from dataclasses import dataclass, field
@@ -18,11 +17,11 @@ from bot.inference.continuous import ContinuousGenerator, ContinuousLimits, star
 from bot.inference.device import DevicePlan
 from bot.inference.generation import GenerativeModel
 from bot.inference.loading import ModelSource
+from bot.inference.splitting import pack, sentences
 
 # Runs a function on the model's worker thread (tokenizing) and awaits its result.
 ThreadCall = Callable[..., Awaitable[Any]]
 
-_SENTENCE_END = re.compile(r"(?<=[.!?…])\s+|\n+")
 _INSTRUCTION = "Summarize the following text in a few sentences.\n\n"
 # Rounds of map-reduce before the remaining partial summaries are joined as they are.
 MAX_REDUCE_ROUNDS = 4
@@ -139,30 +138,18 @@ class SummarizationTask:
         """Pieces of ``text`` that each fit the model's window, cut at sentence ends."""
         assert self.model is not None
         limit = self.chunk_tokens
-        chunks: list[str] = []
-        current: list[str] = []
-        current_tokens = 0
-        for sentence in self._sentences(text, limit):
-            tokens = self.model.count_tokens(sentence) + 1
-            if current and current_tokens + tokens > limit:
-                chunks.append(" ".join(current))
-                current, current_tokens = [], 0
-            current.append(sentence)
-            current_tokens += tokens
-        if current:
-            chunks.append(" ".join(current))
-        return chunks or [text]
+        return pack(self._sentences(text, limit), self.model.count_tokens, limit) or [text]
 
     def _sentences(self, text: str, limit: int) -> list[str]:
         assert self.model is not None
         tokenizer = self.model.tokenizer
-        sentences: list[str] = []
-        for sentence in filter(None, (s.strip() for s in _SENTENCE_END.split(text))):
+        cut: list[str] = []
+        for sentence in sentences(text):
             ids = tokenizer(sentence, add_special_tokens=False, verbose=False)["input_ids"]
             # A "sentence" longer than the window (no punctuation) is cut by tokens.
             for start in range(0, len(ids), limit - 1):
-                sentences.append(tokenizer.decode(ids[start : start + limit - 1]).strip())
-        return sentences
+                cut.append(tokenizer.decode(ids[start : start + limit - 1]).strip())
+        return cut
 
     @property
     def _prompt_overhead(self) -> int:
