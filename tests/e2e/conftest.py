@@ -37,9 +37,18 @@ class BotRunner:
             self.server, self.database_url, self.models.as_roles(), **overrides
         )
         bot = await build_bot(settings)
+        # discord.py declares itself ready only after `guild_ready_timeout` (2 s) passed without
+        # another GUILD_CREATE. The loopback sends every guild right after READY, so a shorter
+        # quiet period is enough; the wait below still insists on every guild having arrived.
+        bot._connection.guild_ready_timeout = 0.5
         task = asyncio.create_task(bot.start(self.server.fake.token))
         self.running.append((bot, task))
-        await self.server.wait_for(lambda: bot.is_ready() or task.done(), 20, "the bot to be ready")
+        expected = set(self.server.fake.guilds)
+        await self.server.wait_for(
+            lambda: (bot.is_ready() and expected <= {g.id for g in bot.guilds}) or task.done(),
+            20,
+            "the bot to be ready with every guild",
+        )
         if task.done():
             task.result()
         return bot
