@@ -197,6 +197,7 @@ async def test_refreshes_of_a_channel_are_coalesced(
     assert sorted(runs) == [10, 10, 11]  # the first run, then one for the four asked meanwhile
 
 
+@pytest.mark.both_backends
 async def test_a_summary_made_from_turns_deleted_meanwhile_is_refused(
     sessions: SessionFactory,
 ) -> None:
