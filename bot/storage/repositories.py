@@ -163,11 +163,17 @@ class ConversationStore:
         ``folded_range_turns`` how many turns the range after it held when they were read.
         False (nothing stored) when another refresh, a reset or a deletion came in between.
         """
-        turn = ConversationTurnRow
+        turn, table = ConversationTurnRow, ConversationSummaryRow
         async with self._sessions() as session, session.begin():
-            row = await session.get(
-                ConversationSummaryRow, summary.channel_id, with_for_update=True
+            # Write first, read second (see GuildSettingsStore.update): this no-op update takes
+            # the write lock, so a reset or deletion cannot slip in between the checks below
+            # and the write.
+            await session.execute(
+                update(table)
+                .where(table.channel_id == summary.channel_id)
+                .values(covered_through=table.covered_through)
             )
+            row = await session.get(table, summary.channel_id, with_for_update=True)
             if (row.covered_through if row is not None else None) != replaces:
                 return False
             still_there = await session.scalar(
@@ -181,7 +187,7 @@ class ConversationStore:
             if still_there != folded_range_turns:
                 return False
             if row is None:
-                row = ConversationSummaryRow(channel_id=summary.channel_id)
+                row = table(channel_id=summary.channel_id)
                 session.add(row)
             row.guild_id = summary.guild_id
             row.content = summary.content

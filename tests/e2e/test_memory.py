@@ -72,12 +72,15 @@ async def test_turns_beyond_the_window_reach_the_model_through_the_summary(
     assert shown.startswith(f"**Summary of {current.turns_folded} older messages**: ")
     assert "what was the secret launch code?" in shown
 
+    assert conversations.memory is not None
+    await conversations.memory.idle()  # else a refresh may rebuild it at once, legitimately
     forget = await fake.slash("forget", user=alice)
     assert "Deleted 1 of your messages" in (await discord_server.answer(forget))[0]
     assert await summary() is None  # it was made from alice's turn: dropped with it
 
     await chat("anything new?", bob)  # rebuilt from what remains
     await eventually(summary, lambda s: s is not None, "the rebuilt summary")
+    await conversations.memory.idle()
     reset = await fake.slash("reset")
     assert "I forgot this channel's conversation" in (await discord_server.answer(reset))[0]
     assert await summary() is None

@@ -242,3 +242,24 @@ async def test_with_memory_off_there_is_no_summary(
 async def _say_plain(service: ConversationService, speaker: Speaker, text: str) -> None:
     async for _ in service.respond(speaker, text):
         pass
+
+
+@pytest.mark.both_backends
+async def test_a_summary_saved_while_the_channel_is_reset_is_refused_or_deleted(
+    sessions: SessionFactory,
+) -> None:
+    store = ConversationStore(sessions)
+    for attempt in range(15):
+        first = await store.add_turn(NewTurn(1, 10, 501, "alice", Role.USER, "one"))
+        await store.add_turn(NewTurn(1, 10, 501, "alice", Role.USER, "two"))
+        old = ConversationSummary(1, 10, "old", first.id, 1)
+        assert await store.save_summary(old, replaces=None, folded_range_turns=1)
+        new = ConversationSummary(1, 10, f"new {attempt}", first.id + 1, 2)
+
+        # Both finish without an error, in either order; no summary outlives the reset.
+        await asyncio.gather(
+            store.save_summary(new, replaces=first.id, folded_range_turns=1),
+            store.clear_channel(1, 10),
+        )
+
+        assert await store.summary(1, 10) is None
