@@ -48,6 +48,13 @@ async def test_turns_beyond_the_window_reach_the_model_through_the_summary(
     def summary() -> Awaitable[ConversationSummary | None]:
         return conversations.summary(fake.guild_id, fake.general)
 
+    async def settled() -> None:
+        """Every answer in the channel is stored and the refreshes it asked for are done."""
+        with conversations.line_up(fake.general) as place:
+            await place.wait_turn()  # the answers before have left the line, refresh asked
+        assert conversations.memory is not None
+        await conversations.memory.idle()
+
     await chat(FACT, alice)
     for i in range(6):
         await chat(f"{i} {FILLER}", bob)
@@ -57,30 +64,31 @@ async def test_turns_beyond_the_window_reach_the_model_through_the_summary(
         summary, lambda s: s is not None and s.covered_through >= fact_turn, "the summary"
     )
     assert folded is not None and folded.content
+    await settled()
+    used = await summary()  # what the next answer's prompt holds
+    assert used is not None
 
     await chat("what was the secret launch code?", bob)
 
     assert prompts[-1][-1].content == "what was the secret launch code?"
-    system = prompts[-1][0].content
+    assert f"{SUMMARY_HEADING} {used.content}" in prompts[-1][0].content
+    assert all(FACT not in m.content for m in prompts[-1][1:])  # the turn itself fell out
+    await settled()  # that answer may have refreshed it
     current = await summary()
     assert current is not None
-    assert f"{SUMMARY_HEADING} {current.content}" in system
-    assert all(FACT not in m.content for m in prompts[-1][1:])  # the turn itself fell out
 
     history = await fake.slash("history", {"turns": 2}, user=bob)
     shown = (await discord_server.answer(history))[0]
     assert shown.startswith(f"**Summary of {current.turns_folded} older messages**: ")
     assert "what was the secret launch code?" in shown
 
-    assert conversations.memory is not None
-    await conversations.memory.idle()  # else a refresh may rebuild it at once, legitimately
     forget = await fake.slash("forget", user=alice)
     assert "Deleted 1 of your messages" in (await discord_server.answer(forget))[0]
     assert await summary() is None  # it was made from alice's turn: dropped with it
 
     await chat("anything new?", bob)  # rebuilt from what remains
     await eventually(summary, lambda s: s is not None, "the rebuilt summary")
-    await conversations.memory.idle()
+    await settled()
     reset = await fake.slash("reset")
     assert "I forgot this channel's conversation" in (await discord_server.answer(reset))[0]
     assert await summary() is None
