@@ -70,6 +70,8 @@ async def build_bot(settings: Settings) -> Bot:
             max_new_tokens=settings.chat_max_new_tokens,
             answers_per_minute=settings.chat_answers_per_minute,
             queue_limit=settings.chat_queue_limit,
+            memory=settings.conversation_memory,
+            summary_tokens=settings.conversation_summary_tokens,
         ),
         cooldowns=RateLimit(1, settings.command_cooldown_s),
         moderation=ModerationService(engine, guild_settings, moderation_events, metrics=metrics),

@@ -88,6 +88,9 @@ class Settings(BaseSettings):
     chat_answers_per_minute: int = Field(default=6, ge=0)
     chat_queue_limit: int = Field(default=10, ge=1, le=100)
     conversation_retention_days: int = Field(default=30, ge=0)
+    # Long memory: turns that leave the chat model's window are folded into a summary.
+    conversation_memory: bool = True
+    conversation_summary_tokens: int = Field(default=160, ge=16, le=1024)
     moderation_retention_days: int = Field(default=90, ge=0)
     command_cooldown_s: float = Field(default=10.0, ge=0)
 

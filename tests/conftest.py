@@ -26,6 +26,9 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers",
         "both_backends: run the test on SQLite and on PostgreSQL (TEST_DATABASE_URL)",
     )
+    config.addinivalue_line(
+        "markers", "slow: runs the real default chat model (tens of seconds; -m 'not slow')"
+    )
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:

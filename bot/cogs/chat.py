@@ -259,9 +259,16 @@ class ChatCog(commands.Cog):
         guild_id, channel_id = location(interaction)
         await interaction.response.defer(ephemeral=True, thinking=True)
         remembered = await self.conversations.history(guild_id, channel_id, turns)
-        if not remembered:
+        summary = await self.conversations.summary(guild_id, channel_id)
+        if not remembered and summary is None:
             raise InvalidInputError("I don't remember anything of this channel.")
         lines = [f"**{t.author_name}**: {truncate(t.content, 300)}" for t in remembered]
+        if summary is not None:
+            lines.insert(
+                0,
+                f"**Summary of {summary.turns_folded} older messages**: "
+                f"{truncate(summary.content, 1500)}",
+            )
         for piece in split_message("\n".join(lines)):
             await interaction.followup.send(piece, ephemeral=True, allowed_mentions=NO_MENTIONS)
 

@@ -354,6 +354,18 @@ class InferenceEngine:
             generator.metrics = self.metrics.role(worker.role)
         return generator
 
+    async def chat_window(
+        self, messages: Sequence[ChatMessage], *, max_new_tokens: int = 256
+    ) -> int:
+        """How many of the non-system messages (the newest) fit the chat model's window with
+        room for the answer, as ``chat`` would choose them (raises InvalidInputError if none)."""
+        if remote := self._remote.get("chat"):
+            return (await remote.prompt(messages, max_new_tokens)).turns_used
+        worker = self.worker("chat")
+        task: ChatTask = worker.task  # type: ignore[assignment]
+        prompt = await worker.call(task.prompt, tuple(messages), max_new_tokens)
+        return prompt.turns_used
+
     async def count_tokens(self, texts: Sequence[str]) -> list[int]:
         """Token counts in the chat model's tokenizer (on the chat worker's thread)."""
         if remote := self._remote.get("chat"):

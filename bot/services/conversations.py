@@ -15,15 +15,17 @@ from bot.inference.chat import ChatMessage
 from bot.inference.engine import InferenceEngine
 from bot.services.cooldowns import RateLimit
 from bot.services.lines import ChannelBusyError, ChannelLine, Place
-from bot.storage.records import NewTurn, Role, Turn
+from bot.services.memory import ConversationMemory
+from bot.services.prompts import LeadingNameFilter, conversation_prompt, speaker_names
+from bot.storage.records import ConversationSummary, NewTurn, Role, Turn
 from bot.storage.repositories import ChannelSettingsStore, ConversationStore
 
 log = logging.getLogger(__name__)
 
-# Short and plain, so that even the small default model follows it.
+# Short and plain, so that even the small default model follows it. Who is speaking is
+# added by the prompt layout (bot.services.prompts), for custom personas too.
 DEFAULT_PERSONA = (
-    "You are a helpful assistant in a Discord server. Each message starts with the sender's "
-    "name. Answer in one or two short sentences."
+    "You are a helpful assistant in a Discord server. Answer in one or two short sentences."
 )
 MAX_MESSAGE_CHARS = 4000
 MAX_PERSONA_CHARS = 1000
@@ -57,6 +59,8 @@ class ConversationService:
         max_new_tokens: int = 256,
         answers_per_minute: int = 0,
         queue_limit: int = 10,
+        memory: bool = True,
+        summary_tokens: int = 160,
     ) -> None:
         self._engine = engine
         self._turns = turns
@@ -70,6 +74,19 @@ class ConversationService:
         self._deleted: LRUCache[int, bool] = LRUCache(RECENTLY_DELETED)
         # Channels told they are busy within the last minute: told once, not once per message.
         self._told_busy: TTLCache[int, None] = TTLCache(BUSY_CHANNELS, ttl=BUSY_NOTICE_S)
+        self.memory = (
+            ConversationMemory(
+                engine,
+                turns,
+                channels,
+                default_persona=DEFAULT_PERSONA,
+                history_window=HISTORY_WINDOW,
+                max_new_tokens=max_new_tokens,
+                summary_tokens=summary_tokens,
+            )
+            if memory
+            else None
+        )
 
     def line_up(self, channel_id: int) -> Place:
         """A place in the channel's line. Join before the first ``await`` to keep arrival order,
@@ -152,7 +169,9 @@ class ConversationService:
         if self.was_deleted(message_id):  # deleted while the turn was being written
             await self._turns.delete_turn(question.id)
             return
-        messages = await self._prompt(speaker.guild_id, speaker.channel_id)
+        messages, names = await self._prompt(speaker)
+        # The prompt keeps answers from opening with a member's name; this catches the rest.
+        unnamed = LeadingNameFilter(names)
         pieces: list[str] = []
         stream = self._engine.chat_stream(messages, max_new_tokens=self._max_new_tokens)
         async with contextlib.aclosing(stream):  # closing it stops the generation
@@ -160,9 +179,13 @@ class ConversationService:
                 place.raise_if_dropped()
                 if self.was_deleted(message_id):
                     return  # the question was deleted while answered: stop, store nothing
-                pieces.append(piece)
-                yield piece
+                if shown := unnamed.feed(piece):
+                    pieces.append(shown)
+                    yield shown
         place.raise_if_dropped()
+        if rest := unnamed.finish():
+            pieces.append(rest)
+            yield rest
         answer = "".join(pieces).strip()
         shown_in = answer_message_id() if answer_message_id is not None else None
         if answer and not self.was_deleted(shown_in):
@@ -179,13 +202,28 @@ class ConversationService:
                     shown_in,
                 )
             )
+        if self.memory is not None:  # after the answer, in the background
+            self.memory.schedule(speaker.guild_id, speaker.channel_id)
 
-    async def _prompt(self, guild_id: int, channel_id: int) -> list[ChatMessage]:
+    async def _prompt(self, speaker: Speaker) -> tuple[list[ChatMessage], list[str]]:
+        """The messages for the model, and the names its answer must not open with."""
+        guild_id, channel_id = speaker.guild_id, speaker.channel_id
         settings = await self._channels.get(guild_id, channel_id)
-        turns = await self._turns.recent_turns(guild_id, channel_id, HISTORY_WINDOW)
-        messages = [ChatMessage("system", settings.persona or DEFAULT_PERSONA)]
-        messages += [_as_message(turn) for turn in turns]
-        return messages
+        summary: str | None = None
+        if self.memory is None:
+            turns = await self._turns.recent_turns(guild_id, channel_id, HISTORY_WINDOW)
+        else:
+            memory = await self._turns.memory(guild_id, channel_id, HISTORY_WINDOW)
+            turns = memory.recent
+            summary = memory.summary.content if memory.summary else None
+        messages = conversation_prompt(settings.persona or DEFAULT_PERSONA, turns, summary)
+        return messages, speaker_names(turns, speaker.author_name)
+
+    async def summary(self, guild_id: int, channel_id: int) -> ConversationSummary | None:
+        """The channel's summary of the turns that no longer fit the model's window."""
+        if self.memory is None:
+            return None
+        return await self._turns.summary(guild_id, channel_id)
 
     async def history(self, guild_id: int, channel_id: int, limit: int) -> list[Turn]:
         """What the bot remembers of a channel, oldest first."""
@@ -194,13 +232,17 @@ class ConversationService:
     async def reset(self, guild_id: int, channel_id: int) -> int:
         """Forget a channel's conversation; answers waiting or under way there are dropped."""
         self._line.drop(channel_id)
+        if self.memory is not None:
+            self.memory.cancel(channel_id)
         with self._line.join(channel_id) as place:
             await place.wait_turn()  # the dropped answers have stopped: none is stored later
             return await self._turns.clear_channel(guild_id, channel_id)
 
     def close(self) -> None:
-        """Stop every answer waiting or under way (shutdown)."""
+        """Stop every answer waiting or under way, and every summary refresh (shutdown)."""
         self._line.drop_all()
+        if self.memory is not None:
+            self.memory.close()
 
     async def forget_member(self, guild_id: int, author_id: int) -> int:
         """Delete every turn a member wrote in a guild; returns how many."""
@@ -248,10 +290,3 @@ class ConversationService:
         if removed:
             log.info("retention: removed %d conversation turns", removed)
         return removed
-
-
-def _as_message(turn: Turn) -> ChatMessage:
-    if turn.role is Role.USER:
-        # Names let the model tell people apart.
-        return ChatMessage("user", f"{turn.author_name}: {turn.content}")
-    return ChatMessage(turn.role.value, turn.content)

@@ -91,6 +91,20 @@ class ConversationTurnRow(Base):
     message_id: Mapped[int | None] = mapped_column(BigInteger, index=True)
 
 
+class ConversationSummaryRow(Base):
+    """A channel's rolling summary of the turns that no longer fit the chat model's window."""
+
+    __tablename__ = "conversation_summaries"
+
+    channel_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    guild_id: Mapped[int] = mapped_column(BigInteger, index=True)
+    content: Mapped[str] = mapped_column(Text)
+    # The newest turn folded in: the prompt holds the summary, then the turns after this id.
+    covered_through: Mapped[int] = mapped_column(BigInteger)
+    turns_folded: Mapped[int] = mapped_column(Integer, default=0)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
 class ModerationEventRow(Base):
     __tablename__ = "moderation_events"
     __table_args__ = (Index("ix_moderation_events_guild_time", "guild_id", "created_at"),)

@@ -47,6 +47,27 @@ class Turn:
 
 
 @dataclass(frozen=True, slots=True)
+class ConversationSummary:
+    """A channel's rolling summary of the turns up to ``covered_through`` (a turn id)."""
+
+    guild_id: int
+    channel_id: int
+    content: str
+    covered_through: int
+    turns_folded: int
+    updated_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelMemory:
+    """What a channel's next prompt is made of: the summary, then the turns after it."""
+
+    summary: ConversationSummary | None
+    recent: list[Turn]  # the newest turns after the summary, oldest first
+    unsummarized: int  # how many turns come after the summary (``recent`` may hold fewer)
+
+
+@dataclass(frozen=True, slots=True)
 class GuildSettings:
     guild_id: int
     moderation_enabled: bool = False

@@ -6,7 +6,7 @@ from collections.abc import Collection
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, exists, func, select, update
 
 from bot.storage.cache import SettingsCache
 from bot.storage.engine import SessionFactory
@@ -14,13 +14,16 @@ from bot.storage.functions import UtcDay
 from bot.storage.guard import insert_if_missing, storage_call
 from bot.storage.models import (
     ChannelSettingsRow,
+    ConversationSummaryRow,
     ConversationTurnRow,
     GuildSettingsRow,
     ModerationEventRow,
     utcnow,
 )
 from bot.storage.records import (
+    ChannelMemory,
     ChannelSettings,
+    ConversationSummary,
     GuildSettings,
     ModerationAction,
     ModerationCounts,
@@ -52,8 +55,24 @@ def _turn(row: ConversationTurnRow) -> Turn:
     )
 
 
+def _summary(row: ConversationSummaryRow) -> ConversationSummary:
+    return ConversationSummary(
+        guild_id=row.guild_id,
+        channel_id=row.channel_id,
+        content=row.content,
+        covered_through=row.covered_through,
+        turns_folded=row.turns_folded,
+        updated_at=_as_utc(row.updated_at),
+    )
+
+
 class ConversationStore:
-    """Per-channel conversation history."""
+    """Per-channel conversation history and its rolling summary.
+
+    A summary never outlives a turn it was made from: every delete of turns also deletes the
+    summaries that cover any of them (in the same transaction); the next refresh rebuilds
+    the summary from the turns that remain.
+    """
 
     def __init__(self, sessions: SessionFactory) -> None:
         self._sessions = sessions
@@ -93,11 +112,97 @@ class ConversationStore:
         return [_turn(row) for row in reversed(rows)]
 
     @storage_call
+    async def memory(self, guild_id: int, channel_id: int, limit: int) -> ChannelMemory:
+        """The channel's summary and up to ``limit`` of the newest turns after it."""
+        turn = ConversationTurnRow
+        async with self._sessions() as session:
+            row = await session.get(ConversationSummaryRow, channel_id)
+            summary = _summary(row) if row is not None and row.guild_id == guild_id else None
+            after = summary.covered_through if summary else 0
+            where = (turn.guild_id == guild_id, turn.channel_id == channel_id, turn.id > after)
+            query = select(turn).where(*where).order_by(turn.id.desc()).limit(limit)
+            rows = (await session.scalars(query)).all()
+            count = len(rows)
+            if count == limit:  # there may be more than were read
+                count = int(await session.scalar(select(func.count()).where(*where)) or 0)
+        return ChannelMemory(summary, [_turn(row) for row in reversed(rows)], count)
+
+    @storage_call
+    async def turns_between(
+        self, guild_id: int, channel_id: int, after: int, through: int, limit: int
+    ) -> tuple[list[Turn], int]:
+        """The newest ``limit`` turns with ``after < id <= through`` (oldest first), and how
+        many turns that range holds in all."""
+        turn = ConversationTurnRow
+        where = (
+            turn.guild_id == guild_id,
+            turn.channel_id == channel_id,
+            turn.id > after,
+            turn.id <= through,
+        )
+        async with self._sessions() as session:
+            query = select(turn).where(*where).order_by(turn.id.desc()).limit(limit)
+            rows = (await session.scalars(query)).all()
+            count = int(await session.scalar(select(func.count()).where(*where)) or 0)
+        return [_turn(row) for row in reversed(rows)], count
+
+    @storage_call
+    async def summary(self, guild_id: int, channel_id: int) -> ConversationSummary | None:
+        """The channel's rolling summary, if it has one."""
+        async with self._sessions() as session:
+            row = await session.get(ConversationSummaryRow, channel_id)
+        return _summary(row) if row is not None and row.guild_id == guild_id else None
+
+    @storage_call
+    async def save_summary(
+        self, summary: ConversationSummary, *, replaces: int | None, folded_range_turns: int
+    ) -> bool:
+        """Store a refreshed summary unless what it was made from changed meanwhile.
+
+        ``replaces`` is the ``covered_through`` of the summary it was built on (None: none),
+        ``folded_range_turns`` how many turns the range after it held when they were read.
+        False (nothing stored) when another refresh, a reset or a deletion came in between.
+        """
+        turn, table = ConversationTurnRow, ConversationSummaryRow
+        async with self._sessions() as session, session.begin():
+            # Write first, read second (see GuildSettingsStore.update): this no-op update takes
+            # the write lock, so a reset or deletion cannot slip in between the checks below
+            # and the write.
+            await session.execute(
+                update(table)
+                .where(table.channel_id == summary.channel_id)
+                .values(covered_through=table.covered_through)
+            )
+            row = await session.get(table, summary.channel_id, with_for_update=True)
+            if (row.covered_through if row is not None else None) != replaces:
+                return False
+            still_there = await session.scalar(
+                select(func.count()).where(
+                    turn.guild_id == summary.guild_id,
+                    turn.channel_id == summary.channel_id,
+                    turn.id > (replaces or 0),
+                    turn.id <= summary.covered_through,
+                )
+            )
+            if still_there != folded_range_turns:
+                return False
+            if row is None:
+                row = table(channel_id=summary.channel_id)
+                session.add(row)
+            row.guild_id = summary.guild_id
+            row.content = summary.content
+            row.covered_through = summary.covered_through
+            row.turns_folded = summary.turns_folded
+            row.updated_at = utcnow()
+        return True
+
+    @storage_call
     async def clear_channel(self, guild_id: int, channel_id: int) -> int:
-        """Delete a channel's history; returns how many turns went."""
+        """Delete a channel's history and summary; returns how many turns went."""
         return await self._delete(
             ConversationTurnRow.guild_id == guild_id,
             ConversationTurnRow.channel_id == channel_id,
+            whole_channel=(guild_id, channel_id),
         )
 
     @storage_call
@@ -129,9 +234,21 @@ class ConversationStore:
         """Delete turns created before ``cutoff``; returns how many."""
         return await self._delete(ConversationTurnRow.created_at < cutoff)
 
-    async def _delete(self, *conditions: Any) -> int:
+    async def _delete(self, *conditions: Any, whole_channel: tuple[int, int] | None = None) -> int:
+        turn, summary = ConversationTurnRow, ConversationSummaryRow
+        # The summaries made from any of the turns about to go (same transaction).
+        covering: Any = exists().where(
+            turn.guild_id == summary.guild_id,
+            turn.channel_id == summary.channel_id,
+            turn.id <= summary.covered_through,
+            *conditions,
+        )
+        if whole_channel is not None:
+            guild_id, channel_id = whole_channel
+            covering = (summary.guild_id == guild_id) & (summary.channel_id == channel_id)
         async with self._sessions() as session, session.begin():
-            result = await session.execute(delete(ConversationTurnRow).where(*conditions))
+            await session.execute(delete(summary).where(covering))
+            result = await session.execute(delete(turn).where(*conditions))
         return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 

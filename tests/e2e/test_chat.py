@@ -76,10 +76,10 @@ async def test_second_chat_prompt_contains_the_first_exchange(
 
     assert first.callback_type == 5  # deferred at once, answered by followup
     assert [m.role for m in prompts[1]] == ["system", "user", "assistant", "user"]
-    assert prompts[1][0].content == DEFAULT_PERSONA
-    assert prompts[1][1].content == "owner: hello bot, I am the owner"
+    assert prompts[1][0].content == f"{DEFAULT_PERSONA}\n\nYou are talking with bob."
+    assert prompts[1][1].content == "[owner] hello bot, I am the owner"
     assert prompts[1][2].content == first_answer.strip()
-    assert prompts[1][3].content == "bob: who spoke before me?"
+    assert prompts[1][3].content == "who spoke before me?"
 
 
 async def test_channel_mode_answers_a_burst_in_order_exactly_once(
@@ -113,7 +113,8 @@ async def test_channel_mode_answers_a_burst_in_order_exactly_once(
     assert all(replies[m["id"]]["content"].strip() for m in posted)
     # Each answer saw the ones before it: the 5th prompt holds 4 exchanges plus its question.
     assert [m.content for m in prompts[4] if m.role == "user"] == [
-        f"member{i}: question number {i}" for i in range(5)
+        *(f"[member{i}] question number {i}" for i in range(4)),
+        "question number 4",
     ]
     typing = [r for r in fake.requests if r.path.endswith(f"/channels/{fake.general}/typing")]
     assert typing  # the typing indicator showed while the first tokens were produced
@@ -165,7 +166,9 @@ async def test_persona_reset_forget_and_history(bot: Bot, discord_server: Loopba
     assert "You are a pirate." in (await discord_server.answer(persona))[0]
     await final_text(discord_server, await fake.slash("chat", {"message": "ahoy"}))
     await final_text(discord_server, await fake.slash("chat", {"message": "hi there"}, user=bob))
-    assert prompts[0][0] == ChatMessage("system", "You are a pirate.")
+    assert prompts[0][0] == ChatMessage(
+        "system", "You are a pirate.\n\nYou are talking with owner."
+    )
 
     history = await fake.slash("history", {"turns": 10}, user=bob)
     [remembered] = await discord_server.answer(history)

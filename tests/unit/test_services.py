@@ -150,12 +150,17 @@ async def test_conversation_prompt_has_persona_names_and_history(
     first = await _say(service, alice, "hello bot")
     await _say(service, bob, "what did alice say?")
 
-    assert prompts[0][0] == ChatMessage("system", DEFAULT_PERSONA)
+    # The member answered is named in the system prompt, earlier members in their turns.
+    assert prompts[0][0] == ChatMessage(
+        "system", f"{DEFAULT_PERSONA}\n\nYou are talking with Alice."
+    )
+    assert prompts[0][1] == ChatMessage("user", "hello bot")
     second = prompts[1]
     assert [m.role for m in second] == ["system", "user", "assistant", "user"]
-    assert second[1].content == "Alice: hello bot"
+    assert second[0].content == f"{DEFAULT_PERSONA}\n\nYou are talking with Bob."
+    assert second[1].content == "[Alice] hello bot"
     assert second[2].content == first.strip()
-    assert second[3].content == "Bob: what did alice say?"
+    assert second[3].content == "what did alice say?"
     turns = await service.history(1, 10, 10)
     assert [t.role for t in turns] == [Role.USER, Role.ASSISTANT, Role.USER, Role.ASSISTANT]
     assert turns[0].token_count > 0 and turns[1].author_id == 999
