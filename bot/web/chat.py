@@ -63,11 +63,12 @@ def chat_tab(conversations: ConversationService) -> gr.ChatInterface:
         placeholder=DEFAULT_PERSONA,
         lines=2,
         max_length=1000,
+        render=False,  # ChatInterface renders it in its accordion
     )
     return gr.ChatInterface(
         friendly_stream(chat.respond),
         additional_inputs=[persona],
-        additional_inputs_accordion=gr.Accordion("Persona", open=False),
+        additional_inputs_accordion="Persona",
         api_name="chat",
         description="Chat with the bot's model. This conversation is remembered per browser "
         "session, like a Discord channel's, and operators can see it in the dashboard.",
