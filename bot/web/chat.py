@@ -15,7 +15,7 @@ from cachetools import LRUCache
 
 from bot.services.conversations import DEFAULT_PERSONA, ConversationService, Speaker
 from bot.web.access import WEB_GUILD_ID, web_channel_id
-from bot.web.errors import friendly_stream
+from bot.web.errors import friendly, friendly_stream
 
 VISITOR_NAME = "visitor"
 # Sessions whose persona was applied, so that an unchanged persona costs no write per message.
@@ -54,6 +54,11 @@ class WebChat:
         if not answer.strip():
             yield "(no answer - the model returned nothing; try rephrasing)"
 
+    async def forget(self, request: gr.Request) -> None:
+        """The page's Clear button: the session's stored conversation starts over too."""
+        channel_id = web_channel_id(request.session_hash or "no-session")
+        await self._conversations.reset(WEB_GUILD_ID, channel_id)
+
 
 def chat_tab(conversations: ConversationService) -> gr.ChatInterface:
     """The chat tab's components (call inside a gr.Blocks)."""
@@ -65,10 +70,10 @@ def chat_tab(conversations: ConversationService) -> gr.ChatInterface:
         max_length=1000,
         render=False,  # ChatInterface renders it in its accordion
     )
-    return gr.ChatInterface(
+    interface = gr.ChatInterface(
         friendly_stream(chat.respond),
         additional_inputs=[persona],
-        additional_inputs_accordion="Persona",
+        additional_inputs_accordion=gr.Accordion("Persona", open=False, render=False),
         api_name="chat",
         description="Chat with the bot's model. This conversation is remembered per browser "
         "session, like a Discord channel's, and operators can see it in the dashboard.",
@@ -77,3 +82,5 @@ def chat_tab(conversations: ConversationService) -> gr.ChatInterface:
         # Many sessions at once: the engine batches them and refuses what it cannot queue.
         concurrency_limit=None,
     )
+    interface.chatbot.clear(friendly(chat.forget), None, None, api_name="clear_chat")
+    return interface

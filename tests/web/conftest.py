@@ -51,6 +51,7 @@ class WebApp:
     settings: Settings
     services: Services
     loop: asyncio.AbstractEventLoop
+    stop: asyncio.Event
 
     def call(self, coroutine: Coroutine[Any, Any, T]) -> T:
         """Run a coroutine on the app's loop (where its services live) and return its result."""
@@ -96,9 +97,9 @@ def web_app(tiny_models: TinyModels, tmp_path_factory: pytest.TempPathFactory) -
         **{f"{role}_model": path for role, path in tiny_models.as_roles().items()},
     )
     ready: Future[WebApp] = Future()
-    stop = threading.Event()
 
     async def serve() -> None:
+        stop = asyncio.Event()  # set from the test thread through the loop
         database = create_engine(database_url)
         sessions = create_session_factory(database)
         services = build_services(settings, sessions, Metrics())
@@ -106,9 +107,10 @@ def web_app(tiny_models: TinyModels, tmp_path_factory: pytest.TempPathFactory) -
         try:
             await _seed(services, sessions)
             await server.start()
-            ready.set_result(WebApp(server.url, settings, services, asyncio.get_running_loop()))
-            while not stop.is_set():
-                await asyncio.sleep(0.1)
+            ready.set_result(
+                WebApp(server.url, settings, services, asyncio.get_running_loop(), stop)
+            )
+            await stop.wait()
         except BaseException as error:
             if not ready.done():
                 ready.set_exception(error)
@@ -121,8 +123,9 @@ def web_app(tiny_models: TinyModels, tmp_path_factory: pytest.TempPathFactory) -
 
     thread = threading.Thread(target=asyncio.run, args=(serve(),), name="web-app", daemon=True)
     thread.start()
+    app = ready.result(timeout=180)
     try:
-        yield ready.result(timeout=180)
+        yield app
     finally:
-        stop.set()
+        app.loop.call_soon_threadsafe(app.stop.set)
         thread.join(timeout=60)

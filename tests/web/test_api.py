@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +35,7 @@ def client(web_app: WebApp) -> Any:
 def test_without_the_password_nothing_is_served(web_app: WebApp) -> None:
     from gradio_client import Client
 
-    with pytest.raises(ValueError, match="(?i)login|auth|credentials"):
+    with pytest.raises(ValueError, match=r"(?i)login|auth|credentials"):
         Client(web_app.url, auth=(USERNAME, "wrong"), verbose=False)
     with pytest.raises(Exception):  # noqa: B017, PT011 - gradio_client raises several kinds
         Client(web_app.url, verbose=False)
@@ -49,7 +50,7 @@ def test_chat_streams_and_is_stored_as_the_sessions_web_channel(
     assert answer.strip()
     # Streamed: each update is the answer so far, growing to the whole answer.
     assert len(outputs) >= 2
-    for earlier, later in zip(outputs, outputs[1:], strict=False):
+    for earlier, later in itertools.pairwise(outputs):
         assert later.startswith(earlier)
     channel_id = web_channel_id(client.session_hash)
     turns = web_app.call(web_app.services.conversations.history(WEB_GUILD_ID, channel_id, 10))
@@ -97,7 +98,9 @@ def test_dashboard_filters_events_and_shows_settings(client: Any) -> None:
     assert len(events["data"]) == 3
     assert sum(count for _, count in per_day["data"]) == 3
     assert "| moderation | on |" in settings and "| threshold | 0.8 |" in settings
-    events, *_ = client.predict(guild, "negative", "undecided", "", 7, api_name="/moderation_events")
+    events, *_ = client.predict(
+        guild, "negative", "undecided", "", 7, api_name="/moderation_events"
+    )
     assert [row[2] for row in events["data"]] == [str(FLAGGED_CHANNEL_ID)]
     events, *_ = client.predict(
         guild, "", "any", str(FLAGGED_CHANNEL_ID), 7, api_name="/moderation_events"

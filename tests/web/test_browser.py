@@ -117,7 +117,10 @@ def test_login_is_required_and_works(web_app: WebApp, browser: Any) -> None:
     wait_for(lambda: "incorrect" in browser.page_source.lower(), "the wrong-password message")
     browser.save_screenshot(str(ARTIFACTS / "web-login.png"))
     assert not css(browser, "textarea[placeholder='Type a message...']")  # no app behind it
-    user, password = css(browser, "input[type='text']")[0], css(browser, "input[type='password']")[0]
+    user, password = (
+        css(browser, "input[type='text']")[0],
+        css(browser, "input[type='password']")[0],
+    )
     user.clear()
     user.send_keys(USERNAME)
     password.clear()
@@ -150,6 +153,10 @@ def test_chat_answer_streams_into_the_page(web_app: WebApp, browser: Any) -> Non
     assert seen[-1].strip() == answer
     assert any(answer.startswith(text.strip()) and text.strip() != answer for text in seen), seen
     browser.save_screenshot(str(ARTIFACTS / "web-chat.png"))
+    # Clear starts the conversation over: the page and the stored channel are emptied.
+    css(browser, "button[aria-label='Clear']")[0].click()
+    wait_for(lambda: stored_answer() is None, "the session's stored conversation to be deleted")
+    assert not [b for b in css(browser, "[data-testid='bot']") if b.text.strip()]
 
 
 def test_sentiment_shows_the_label(browser: Any) -> None:
