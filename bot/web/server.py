@@ -86,6 +86,22 @@ def build_app(services: Services, settings: Settings) -> FastAPI:
     return app
 
 
+class _OpenPagesAtStop(logging.Filter):
+    """Drops uvicorn's report of a connection still open when the server stops.
+
+    A browser tab left open keeps Gradio's event stream open; at stop uvicorn cancels it after
+    the grace period and logs that as an ASGI error with a CancelledError traceback, although
+    it is an ordinary stop.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        return not isinstance(error, asyncio.CancelledError)
+
+
+_OPEN_PAGES_AT_STOP = _OpenPagesAtStop()
+
+
 def _server(app: FastAPI) -> uvicorn.Server:
     import uvicorn
 
@@ -97,6 +113,7 @@ def _server(app: FastAPI) -> uvicorn.Server:
             yield
 
     config = uvicorn.Config(app, log_level="warning", lifespan="on", timeout_graceful_shutdown=2)
+    logging.getLogger("uvicorn.error").addFilter(_OPEN_PAGES_AT_STOP)  # once: filters are a set
     return EmbeddedServer(config)
 
 
