@@ -10,12 +10,13 @@ import pandas as pd
 
 from bot.errors import InvalidInputError
 from bot.services.sentiment import SentimentService
-from bot.services.summaries import MAX_TEXT_CHARS, SummaryService
+from bot.services.summaries import MAX_MAX_LENGTH, MAX_TEXT_CHARS, SummaryService
 from bot.web.errors import friendly
 
 # Read at most this much of an upload: anything longer is refused by the summarizer anyway,
 # and a huge file must not be loaded into memory to find that out.
 MAX_UPLOAD_BYTES = 4 * MAX_TEXT_CHARS + 4
+MIN_SUMMARY_TOKENS = 20
 
 
 def read_upload(path: str) -> str:
@@ -78,7 +79,13 @@ def analyze_tab(sentiment: SentimentService, summaries: SummaryService) -> None:
             gr.Markdown("### Summary")
             source = gr.Textbox(label="Text to summarise", lines=6, max_length=MAX_TEXT_CHARS)
             upload = gr.File(label="...or a text file", file_types=[".txt", ".md"], type="filepath")
-            length = gr.Slider(20, 500, value=130, step=10, label="Longest summary (tokens)")
+            length = gr.Slider(
+                MIN_SUMMARY_TOKENS,
+                MAX_MAX_LENGTH,
+                value=130,
+                step=10,
+                label="Longest summary (tokens)",
+            )
             summarize = gr.Button("Summarise", variant="primary")
             summary = gr.Textbox(label="Summary", lines=4, interactive=False)
     run.click(

@@ -84,6 +84,9 @@ def test_summarize_text_and_file_and_bad_input(client: Any, tmp_path: Path) -> N
     assert client.predict("", handle_file(str(upload)), 60, api_name="/summarize").strip()
     with pytest.raises(AppError, match="too short"):
         client.predict("two words", None, 60, api_name="/summarize")
+    for length in (-5, 0, 10**9):  # the slider's range holds for API calls too
+        with pytest.raises(AppError, match=r"less than minimum|greater than maximum"):
+            client.predict(text, None, length, api_name="/summarize")
     binary = tmp_path / "image.txt"
     binary.write_bytes(b"\xff\xfe\x00\x81" * 10)
     with pytest.raises(AppError, match="not UTF-8"):
