@@ -90,6 +90,10 @@ def _cmd_web(settings: Settings, _args: argparse.Namespace) -> int:
     if not _web_ready(settings):
         return 2
     _log_models_to_download(settings)
+    from alembic.util import CommandError
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from bot.redaction import mask_url_passwords, safe_database_url
     from bot.web.access import WebSetupError
     from bot.web.server import run_web
 
@@ -97,6 +101,15 @@ def _cmd_web(settings: Settings, _args: argparse.Namespace) -> int:
         return asyncio.run(run_web(settings))
     except WebSetupError as error:
         print(f"error: {error}", file=sys.stderr)
+        return 1
+    except (SQLAlchemyError, OSError, CommandError) as error:
+        # One line, and never the password of DATABASE_URL (as `run` reports it).
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
+        print(
+            f"error: cannot use the database {safe_database_url(settings.database_url)}: "
+            f"{mask_url_passwords(reason)}",
+            file=sys.stderr,
+        )
         return 1
 
 

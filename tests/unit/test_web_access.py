@@ -94,3 +94,11 @@ def test_cli_refuses_to_serve_beyond_loopback_without_password(tmp_path: Path) -
     assert result.returncode == 2
     assert "WEB_PASSWORD" in result.stderr and "Traceback" not in result.stderr
     assert result.stderr.strip().count("\n") == 0
+
+
+def test_cli_web_with_an_unusable_database_says_so_in_one_line(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("")
+    url = f"sqlite+aiosqlite:///{tmp_path / 'file' / 'bot.db'}"  # a file where a folder must be
+    result = run_cli("web", env={"DATABASE_URL": url, "WEB_PORT": "0"}, cwd=tmp_path)
+    assert result.returncode == 1
+    assert "cannot use the database" in result.stderr and "Traceback" not in result.stderr
