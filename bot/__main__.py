@@ -23,6 +23,7 @@ quick start, from a clone of the repository:
                then start the bot with the embedded defaults
   make test    set up .venv, then run the whole test suite
   make lint    ruff and mypy, as CI (.ci/run) runs them with make lint test
+  make web     set up .venv with the web extra, then serve the web app (127.0.0.1:7860)
 
 the token: https://discord.com/developers/applications > your application > Bot >
 Reset Token; then DISCORD_TOKEN in the environment or in .env. Every other setting has a
@@ -42,7 +43,7 @@ def _configure_logging(settings: Settings) -> None:
         logging.getLogger(name).setLevel(quiet)
 
 
-def _cmd_run(settings: Settings, _args: argparse.Namespace) -> int:
+def _cmd_run(settings: Settings, args: argparse.Namespace) -> int:
     if settings.discord_token is None or not settings.discord_token.get_secret_value().strip():
         print(TOKEN_HELP, file=sys.stderr)
         return 2
@@ -51,11 +52,63 @@ def _cmd_run(settings: Settings, _args: argparse.Namespace) -> int:
 
     from bot.app import run_bot
 
+    if args.web and not _web_ready(settings):
+        return 2
     try:
-        return asyncio.run(run_bot(settings))
+        return asyncio.run(run_bot(settings, web=args.web))
     except aiohttp.ClientConnectionError as error:
         print(
             f"error: cannot reach Discord at {settings.discord_api_base}: {error}", file=sys.stderr
+        )
+        return 1
+
+
+WEB_EXTRA_HELP = (
+    "error: the web app needs the `web` extra (gradio): pip install 'discord-hf-bot[web]' "
+    "(from a clone: .venv/bin/pip install -e '.[web]')"
+)
+
+
+def _web_ready(settings: Settings) -> bool:
+    """Whether the web app can start: gradio is installed and the address is safe to serve."""
+    from importlib import util as importlib_util
+
+    from bot.web.access import WebSetupError, check_exposure
+
+    if importlib_util.find_spec("gradio") is None:
+        print(WEB_EXTRA_HELP, file=sys.stderr)
+        return False
+    try:
+        check_exposure(settings)
+    except WebSetupError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return False
+    return True
+
+
+def _cmd_web(settings: Settings, _args: argparse.Namespace) -> int:
+    if not _web_ready(settings):
+        return 2
+    _log_models_to_download(settings)
+    from alembic.util import CommandError
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from bot.redaction import mask_url_passwords, safe_database_url
+    from bot.web.access import WebSetupError
+    from bot.web.server import run_web
+
+    try:
+        return asyncio.run(run_web(settings))
+    except WebSetupError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    except (SQLAlchemyError, OSError, CommandError) as error:
+        # One line, and never the password of DATABASE_URL (as `run` reports it).
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
+        print(
+            f"error: cannot use the database {safe_database_url(settings.database_url)}: "
+            f"{mask_url_passwords(reason)}",
+            file=sys.stderr,
         )
         return 1
 
@@ -111,7 +164,18 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = commands.add_parser("run", help="apply pending migrations and start the bot")
+    run.add_argument(
+        "--web",
+        action="store_true",
+        help="also serve the web app (WEB_HOST, WEB_PORT) with the bot's models",
+    )
     run.set_defaults(handler=_cmd_run)
+
+    web = commands.add_parser(
+        "web",
+        help="serve the web app alone (chat, analysis, dashboard) on WEB_HOST:WEB_PORT",
+    )
+    web.set_defaults(handler=_cmd_web)
 
     db = commands.add_parser("db", help="database schema migrations")
     db_commands = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")

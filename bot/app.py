@@ -7,6 +7,7 @@ import contextlib
 import functools
 import logging
 import signal
+from typing import TYPE_CHECKING
 
 import discord
 import yarl
@@ -36,6 +37,9 @@ from bot.storage.repositories import (
     GuildSettingsStore,
     ModerationEventStore,
 )
+
+if TYPE_CHECKING:
+    from bot.web.server import WebServer
 
 log = logging.getLogger(__name__)
 
@@ -140,8 +144,9 @@ async def _retention_loop(retention: RetentionService, stopping: asyncio.Event) 
             await asyncio.wait_for(stopping.wait(), RETENTION_INTERVAL_S)
 
 
-async def run_bot(settings: Settings) -> int:
-    """Start the bot and run until it is stopped; returns the process exit code."""
+async def run_bot(settings: Settings, *, web: bool = False) -> int:
+    """Start the bot (and with ``web`` the web app beside it, on the same services and
+    models) and run until it is stopped; returns the process exit code."""
     assert settings.discord_token is not None
     try:
         bot = await build_bot(settings)
@@ -156,6 +161,9 @@ async def run_bot(settings: Settings) -> int:
         return 1
     except MonitoringUnavailable as error:
         log.error("%s (METRICS_HOST, METRICS_PORT)", error)
+        return 1
+    web_server = await _start_web(bot, settings) if web else None
+    if web and web_server is None:
         return 1
     # `docker stop` and systemd send SIGTERM: close the gateway and the database cleanly.
     loop = asyncio.get_running_loop()
@@ -179,4 +187,22 @@ async def run_bot(settings: Settings) -> int:
     finally:
         for signal_number in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signal_number)
+        if web_server is not None:
+            await web_server.stop()
     return 0
+
+
+async def _start_web(bot: Bot, settings: Settings) -> WebServer | None:
+    """The web app on the bot's loop and services (one copy of each model); None if it
+    cannot listen (the bot's resources are released then)."""
+    from bot.web.access import WebSetupError
+    from bot.web.server import WebServer
+
+    server = WebServer(bot.services, settings)
+    try:
+        await server.start()
+    except WebSetupError as error:
+        log.error("%s", error)
+        await bot.close()
+        return None
+    return server

@@ -98,6 +98,12 @@ class Settings(BaseSettings):
     metrics_port: int | None = Field(default=None, ge=0, le=65535)
     metrics_host: str = "127.0.0.1"
 
+    # The web app (`python -m bot web`, `run --web`). Off loopback it needs WEB_PASSWORD.
+    web_host: str = "127.0.0.1"
+    web_port: int = Field(default=7860, ge=0, le=65535)
+    web_username: str = Field(default="admin", min_length=1, max_length=100)
+    web_password: SecretStr | None = None
+
     log_level: str = "INFO"
 
     @field_validator("device")

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Set up the virtualenv that `make run`, `make test` and `make lint` use.
 
-    python3 scripts/bootstrap.py [--venv DIR] [--check] {run,test,lint,torch,route}
+    python3 scripts/bootstrap.py [--venv DIR] [--check] {run,web,test,lint,torch,route}
 
 Creates the virtualenv when it is missing, installs torch the right way for this machine,
 then the project with the extras the command needs, and the bundled chat model
@@ -49,8 +49,9 @@ STAMP_VERSION = "1"
 # Extras of pyproject.toml each command needs.
 PROFILES: dict[str, tuple[str, ...]] = {
     "run": ("gguf",),
-    "test": ("gguf", "test", "serving"),
-    "lint": ("gguf", "dev"),
+    "web": ("gguf", "web"),
+    "test": ("gguf", "test", "serving", "web"),
+    "lint": ("gguf", "dev", "web"),
 }
 TORCH_CHOICES = ("auto", "cpu", "cuda", "skip")
 

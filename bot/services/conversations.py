@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Collection
+from collections.abc import AsyncGenerator, Callable, Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -17,7 +17,7 @@ from bot.services.cooldowns import RateLimit
 from bot.services.lines import ChannelBusyError, ChannelLine, Place
 from bot.services.memory import ConversationMemory
 from bot.services.prompts import LeadingNameFilter, conversation_prompt, speaker_names
-from bot.storage.records import ConversationSummary, NewTurn, Role, Turn
+from bot.storage.records import ConversationSummary, NewTurn, RememberedChannel, Role, Turn
 from bot.storage.repositories import ChannelSettingsStore, ConversationStore
 
 log = logging.getLogger(__name__)
@@ -128,7 +128,7 @@ class ConversationService:
         *,
         message_id: int | None = None,
         answer_message_id: Callable[[], int | None] | None = None,
-    ) -> AsyncIterator[str]:
+    ) -> AsyncGenerator[str, None]:
         """``ask`` with its own place in line (for callers that need no Discord ordering)."""
         with self.line_up(speaker.channel_id) as place:
             answer = self.ask(
@@ -228,6 +228,22 @@ class ConversationService:
     async def history(self, guild_id: int, channel_id: int, limit: int) -> list[Turn]:
         """What the bot remembers of a channel, oldest first."""
         return await self._turns.recent_turns(guild_id, channel_id, limit)
+
+    async def channels(self, guild_id: int) -> list[RememberedChannel]:
+        """A guild's channels with remembered turns, most recently active first."""
+        return await self._turns.channels(guild_id)
+
+    async def guild_ids(self) -> set[int]:
+        """Every guild with remembered turns."""
+        return await self._turns.guild_ids()
+
+    async def delete_turn(self, guild_id: int, channel_id: int, turn_id: int) -> bool:
+        """Forget one remembered turn of a channel; False when the channel has no such turn."""
+        return await self._turns.delete_channel_turn(guild_id, channel_id, turn_id) > 0
+
+    async def persona(self, guild_id: int, channel_id: int) -> str | None:
+        """The channel's own persona (None: the default one)."""
+        return (await self._channels.get(guild_id, channel_id)).persona
 
     async def reset(self, guild_id: int, channel_id: int) -> int:
         """Forget a channel's conversation; answers waiting or under way there are dropped."""

@@ -26,7 +26,13 @@ from bot.inference.engine import InferenceEngine
 from bot.inference.worker import URGENT
 from bot.metrics import Metrics
 from bot.services.sentiment import is_negative
-from bot.storage.records import GuildSettings, ModerationEvent, NewModerationEvent
+from bot.storage.records import (
+    UNDECIDED,
+    GuildSettings,
+    ModerationEvent,
+    ModerationEventFilter,
+    NewModerationEvent,
+)
 from bot.storage.repositories import GuildSettingsStore, ModerationEventStore
 
 # Emotion labels that count as hostile on their own (go_emotions names them so).
@@ -35,6 +41,8 @@ MAX_CHECKED_CHARS = 2000
 ALERT_GROUP_WINDOW_S = 60.0
 ALERTS_PER_MINUTE = 10
 DECISIONS = {"dismiss": "dismissed", "delete": "deleted", "timeout": "timed out"}
+# The most events one listing returns (the dashboard's table).
+MAX_LISTED_EVENTS = 500
 # How many (guild, author) pairs and guilds the alert gate remembers at most.
 GATE_MEMORY = 100_000
 
@@ -301,12 +309,39 @@ class ModerationService:
         self._metrics.moderation_decisions.labels(decision).inc()
         return event
 
+    async def events(
+        self,
+        guild_id: int,
+        days: int,
+        *,
+        label: str | None = None,
+        decision: str | None = None,
+        channel_id: int | None = None,
+        limit: int = 200,
+    ) -> list[ModerationEvent]:
+        """The guild's events of the last ``days`` days that match, newest first.
+
+        ``decision`` is a stored decision (dismissed, deleted, timed out) or ``undecided``.
+        """
+        _check_days(days)
+        if decision is not None and decision not in (*DECISIONS.values(), UNDECIDED):
+            choices = ", ".join((*DECISIONS.values(), UNDECIDED))
+            raise InvalidInputError(f"Unknown decision {decision!r}: pick one of {choices}.")
+        if not 1 <= limit <= MAX_LISTED_EVENTS:
+            raise InvalidInputError(f"List between 1 and {MAX_LISTED_EVENTS} events.")
+        since = datetime.combine(_first_day(days), datetime.min.time(), UTC)
+        return await self._events.search(
+            ModerationEventFilter(guild_id, since, label, decision, channel_id, limit)
+        )
+
+    async def guild_ids(self) -> list[int]:
+        """Guilds with stored settings or events, in order."""
+        return sorted(await self._guilds.guild_ids() | await self._events.guild_ids())
+
     async def stats(self, guild_id: int, days: int) -> ModerationStats:
         """Counts of the last ``days`` days, for /moderation stats."""
-        if not 1 <= days <= 365:
-            raise InvalidInputError("Pick between 1 and 365 days.")
-        today = datetime.now(UTC).date()
-        start = today - timedelta(days=days - 1)
+        _check_days(days)
+        start = _first_day(days)
         counts = await self._events.counts(
             guild_id, datetime.combine(start, datetime.min.time(), UTC)
         )
@@ -325,6 +360,16 @@ class ModerationService:
             ],
             dismissed=counts.by_decision.get(DECISIONS["dismiss"], 0),
         )
+
+
+def _check_days(days: int) -> None:
+    if not 1 <= days <= 365:
+        raise InvalidInputError("Pick between 1 and 365 days.")
+
+
+def _first_day(days: int) -> date:
+    """The first UTC day of a period of ``days`` days that ends today."""
+    return datetime.now(UTC).date() - timedelta(days=days - 1)
 
 
 def render_chart(stats: ModerationStats) -> bytes:

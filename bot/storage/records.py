@@ -132,3 +132,27 @@ class ModerationCounts:
     @property
     def total(self) -> int:
         return sum(self.per_day.values())
+
+
+UNDECIDED = "undecided"  # the decision filter for events no moderator has decided on yet
+
+
+@dataclass(frozen=True, slots=True)
+class ModerationEventFilter:
+    """Which of a guild's moderation events to list (None: any)."""
+
+    guild_id: int
+    since: datetime
+    label: str | None = None
+    decision: str | None = None  # a stored decision, or UNDECIDED
+    channel_id: int | None = None
+    limit: int = 200
+
+
+@dataclass(frozen=True, slots=True)
+class RememberedChannel:
+    """A channel with remembered conversation turns."""
+
+    channel_id: int
+    turns: int
+    last_at: datetime

@@ -21,6 +21,7 @@ from bot.storage.models import (
     utcnow,
 )
 from bot.storage.records import (
+    UNDECIDED,
     ChannelMemory,
     ChannelSettings,
     ConversationSummary,
@@ -28,8 +29,10 @@ from bot.storage.records import (
     ModerationAction,
     ModerationCounts,
     ModerationEvent,
+    ModerationEventFilter,
     NewModerationEvent,
     NewTurn,
+    RememberedChannel,
     Role,
     Turn,
 )
@@ -197,6 +200,37 @@ class ConversationStore:
         return True
 
     @storage_call
+    async def channels(self, guild_id: int, limit: int = 100) -> list[RememberedChannel]:
+        """A guild's channels with remembered turns, most recently active first."""
+        row = ConversationTurnRow
+        query = (
+            select(row.channel_id, func.count(), func.max(row.created_at))
+            .where(row.guild_id == guild_id)
+            .group_by(row.channel_id)
+            .order_by(func.max(row.id).desc())
+            .limit(limit)
+        )
+        async with self._sessions() as session:
+            rows = (await session.execute(query)).all()
+        return [RememberedChannel(channel, count, _as_utc(last)) for channel, count, last in rows]
+
+    @storage_call
+    async def guild_ids(self) -> set[int]:
+        """Every guild with remembered turns."""
+        async with self._sessions() as session:
+            query = select(ConversationTurnRow.guild_id).distinct()
+            return set((await session.scalars(query)).all())
+
+    @storage_call
+    async def delete_channel_turn(self, guild_id: int, channel_id: int, turn_id: int) -> int:
+        """Delete one turn of one channel; returns how many (0: not that channel's)."""
+        return await self._delete(
+            ConversationTurnRow.id == turn_id,
+            ConversationTurnRow.guild_id == guild_id,
+            ConversationTurnRow.channel_id == channel_id,
+        )
+
+    @storage_call
     async def clear_channel(self, guild_id: int, channel_id: int) -> int:
         """Delete a channel's history and summary; returns how many turns went."""
         return await self._delete(
@@ -286,6 +320,12 @@ class GuildSettingsStore:
     async def get(self, guild_id: int) -> GuildSettings:
         """The guild's settings, defaults when it never changed any."""
         return await self._cache.get(guild_id, lambda: self._load(guild_id))
+
+    @storage_call
+    async def guild_ids(self) -> set[int]:
+        """Every guild that ever changed a setting."""
+        async with self._sessions() as session:
+            return set((await session.scalars(select(GuildSettingsRow.guild_id))).all())
 
     def forget_guild(self, guild_id: int) -> None:
         """Drop the guild's cached settings (the bot left it; the row stays)."""
@@ -484,6 +524,30 @@ class ModerationEventStore:
         )
         async with self._sessions() as session:
             return [_moderation_event(row) for row in (await session.scalars(query)).all()]
+
+    @storage_call
+    async def search(self, wanted: ModerationEventFilter) -> list[ModerationEvent]:
+        """A guild's events that match the filter, newest first, at most ``wanted.limit``."""
+        row = ModerationEventRow
+        conditions = [row.guild_id == wanted.guild_id, row.created_at >= wanted.since]
+        if wanted.label is not None:
+            conditions.append(row.label == wanted.label)
+        if wanted.decision == UNDECIDED:
+            conditions.append(row.decision.is_(None))
+        elif wanted.decision is not None:
+            conditions.append(row.decision == wanted.decision)
+        if wanted.channel_id is not None:
+            conditions.append(row.channel_id == wanted.channel_id)
+        query = select(row).where(*conditions).order_by(row.id.desc()).limit(wanted.limit)
+        async with self._sessions() as session:
+            return [_moderation_event(found) for found in (await session.scalars(query)).all()]
+
+    @storage_call
+    async def guild_ids(self) -> set[int]:
+        """Every guild with recorded events."""
+        async with self._sessions() as session:
+            query = select(ModerationEventRow.guild_id).distinct()
+            return set((await session.scalars(query)).all())
 
     @storage_call
     async def counts(self, guild_id: int, cutoff: datetime, top: int = 5) -> ModerationCounts:

