@@ -3,17 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import io
-import time
+import logging
 import weakref
-from collections import deque
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
-from enum import Enum
-from typing import Any
-
-from cachetools import TTLCache
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
 
 from bot.errors import (
     BusyError,
@@ -25,18 +20,18 @@ from bot.errors import (
 from bot.inference.engine import InferenceEngine
 from bot.inference.worker import URGENT
 from bot.metrics import Metrics
+from bot.services.moderation.decisions import Decision, action_verb
+from bot.services.moderation.gate import Alert, AlertGate
+from bot.services.moderation.stats import ModerationStats
 from bot.services.sentiment import is_negative
 from bot.storage.records import GuildSettings, ModerationEvent, NewModerationEvent
 from bot.storage.repositories import GuildSettingsStore, ModerationEventStore
 
+log = logging.getLogger(__name__)
+
 # Emotion labels that count as hostile on their own (go_emotions names them so).
 HOSTILE_EMOTIONS = frozenset({"anger", "disgust"})
 MAX_CHECKED_CHARS = 2000
-ALERT_GROUP_WINDOW_S = 60.0
-ALERTS_PER_MINUTE = 10
-DECISIONS = {"dismiss": "dismissed", "delete": "deleted", "timeout": "timed out"}
-# How many (guild, author) pairs and guilds the alert gate remembers at most.
-GATE_MEMORY = 100_000
 
 
 def is_retriable(error: BaseException) -> bool:
@@ -79,97 +74,45 @@ class Verdict:
     score: float
 
 
-class Alert(Enum):
-    POST = "post"  # a new alert in the log channel
-    GROUP = "group"  # add to the author's recent alert
-    CAP_NOTICE = "cap_notice"  # the guild hit its cap: post one line saying so
-    SUPPRESS = "suppress"  # over the cap: recorded, not posted
+class ActingFailedError(Exception):
+    """Acting on or alerting about a stored flag failed: logged, never retried."""
+
+    def __init__(self, event: ModerationEvent) -> None:
+        super().__init__(f"acting on moderation event {event.id} failed")
+        self.event = event
 
 
-@dataclass(slots=True)
-class _GuildAlerts:
-    posted: deque[float] = field(default_factory=deque)  # when alerts went out, last minute
-    capped: bool = False  # the cap notice was posted
+AlertKey = tuple[int, int]  # (guild id, author id)
 
 
-class AlertGate:
-    """Groups alerts per author and caps them per guild, so raids do not flood moderators.
+class ModerationActions(Protocol):
+    """The Discord side of one flagged message, implemented by the cog."""
 
-    It only remembers the last minute (and at most ``memory`` authors and guilds).
-    """
+    async def apply(self, settings: GuildSettings) -> tuple[str, bool]:
+        """Carry out the configured action; what happened and whether it worked."""
+        ...
 
-    def __init__(
-        self,
-        group_window_s: float = ALERT_GROUP_WINDOW_S,
-        per_minute: int = ALERTS_PER_MINUTE,
-        clock: Callable[[], float] = time.monotonic,
-        memory: int = GATE_MEMORY,
+    def can_alert(self, settings: GuildSettings) -> bool:
+        """Whether there is a log channel to alert in."""
+        ...
+
+    def alert_lock(self, key: AlertKey) -> AbstractAsyncContextManager[Any]:
+        """Held while an author's alert is posted or joined (edits of it wait on it too)."""
+        ...
+
+    async def post_alert(
+        self, settings: GuildSettings, event: ModerationEvent, outcome: str
     ) -> None:
-        self._window = group_window_s
-        self._per_minute = per_minute
-        self._clock = clock
-        self._last_alert: TTLCache[tuple[int, int], float] = TTLCache(
-            memory, ttl=group_window_s, timer=clock
-        )
-        # A guild's state expires a minute after its last alert, when nothing in it counts.
-        self._guilds: TTLCache[int, _GuildAlerts] = TTLCache(memory, ttl=60, timer=clock)
+        """Post a new alert for ``event``."""
+        ...
 
-    def admit(self, guild_id: int, author_id: int) -> Alert:
-        """What to do with a flag; a POST holds a place under the cap until ``posted`` (or
-        ``withdraw`` when posting failed)."""
-        now = self._clock()
-        last = self._last_alert.get((guild_id, author_id))
-        if last is not None and now - last < self._window:
-            return Alert.GROUP
-        state = self._guilds.get(guild_id) or _GuildAlerts()
-        self._guilds[guild_id] = state  # (re)starts its minute
-        posted = state.posted
-        while posted and now - posted[0] >= 60:
-            posted.popleft()
-        if len(posted) >= self._per_minute:
-            if state.capped:
-                return Alert.SUPPRESS
-            state.capped = True
-            return Alert.CAP_NOTICE
-        state.capped = False
-        posted.append(now)
-        return Alert.POST
+    async def join_alert(self, key: AlertKey, event: ModerationEvent, outcome: str) -> bool:
+        """Count ``event`` on the author's recent alert; False when there is none any more."""
+        ...
 
-    def posted(self, guild_id: int, author_id: int) -> None:
-        """The author's alert went out: their next flags in the window join it."""
-        self._last_alert[(guild_id, author_id)] = self._clock()
-
-    def withdraw(self, guild_id: int) -> None:
-        """An admitted alert could not be posted: it does not count under the cap."""
-        state = self._guilds.get(guild_id)
-        if state is not None and state.posted:
-            state.posted.pop()
-
-    def alert_gone(self, guild_id: int, author_id: int) -> None:
-        """The author's alert is gone (deleted): their next flag is admitted anew."""
-        self._last_alert.pop((guild_id, author_id), None)
-
-    def tracked(self) -> int:
-        """How many authors and guilds it remembers now."""
-        self._last_alert.expire()
-        self._guilds.expire()
-        return len(self._last_alert) + len(self._guilds)
-
-    def forget_guild(self, guild_id: int) -> None:
-        self._guilds.pop(guild_id, None)
-        for key in [key for key in self._last_alert if key[0] == guild_id]:
-            self._last_alert.pop(key, None)
-
-
-@dataclass(frozen=True, slots=True)
-class ModerationStats:
-    days: int
-    total: int
-    by_action: dict[str, int]
-    by_label: dict[str, int]
-    top_channels: list[tuple[int, int]]
-    per_day: list[tuple[date, int]]
-    dismissed: int
+    async def post_cap_notice(self, settings: GuildSettings) -> None:
+        """Say that further alerts this minute are recorded without being posted."""
+        ...
 
 
 class ModerationService:
@@ -263,6 +206,77 @@ class ModerationService:
         self._metrics.moderation_flags.labels(label).inc()
         return settings, Verdict(message, label, score)
 
+    async def process(
+        self, message: CheckedMessage, actions: ModerationActions
+    ) -> ModerationEvent | None:
+        """Check a message, then record -> act -> alert; the event, or None if not flagged.
+
+        Before the flag is stored, only errors worth a retry (``is_retriable``) are raised as
+        they are; once it is stored, a failure raises ActingFailedError and is never retried.
+        """
+        settings, verdict = await self.check(message)
+        if verdict is None:
+            return None
+        # Stored first, so that a flag is never lost: nothing was done yet, so a failure
+        # here is tried again like a failed check.
+        event = await self.record(verdict, settings)
+        try:
+            outcome = await self._act(settings, event, actions)
+            if actions.can_alert(settings):
+                await self._alert(settings, event, outcome, actions)
+        except Exception as error:
+            raise ActingFailedError(event) from error
+        return event
+
+    async def _act(
+        self, settings: GuildSettings, event: ModerationEvent, actions: ModerationActions
+    ) -> str:
+        if settings.dry_run:
+            outcome, succeeded = f"dry run: would {action_verb(settings)}", True
+        else:
+            outcome, succeeded = await actions.apply(settings)
+        action = "dry_run" if settings.dry_run else settings.action.value
+        await self.action_done(event.id, succeeded, action)
+        return outcome
+
+    async def _alert(
+        self,
+        settings: GuildSettings,
+        event: ModerationEvent,
+        outcome: str,
+        actions: ModerationActions,
+    ) -> None:
+        key = (event.guild_id, event.author_id)
+        async with actions.alert_lock(key):  # an author's flags join their alert one by one
+            try:
+                await self._post_alert(settings, key, event, outcome, actions)
+            except Exception as error:
+                log.warning("could not post a moderation alert for event %s: %s", event.id, error)
+
+    async def _post_alert(
+        self,
+        settings: GuildSettings,
+        key: AlertKey,
+        event: ModerationEvent,
+        outcome: str,
+        actions: ModerationActions,
+    ) -> None:
+        admitted = self.gate.admit(*key)
+        if admitted is Alert.GROUP:
+            if await actions.join_alert(key, event, outcome):
+                return
+            self.gate.alert_gone(*key)  # deleted by a moderator, or no longer remembered
+            admitted = self.gate.admit(*key)
+        if admitted is Alert.POST:
+            try:
+                await actions.post_alert(settings, event, outcome)
+            except BaseException:
+                self.gate.withdraw(key[0])  # nothing went out: later flags must not join it
+                raise
+            self.gate.posted(*key)
+        elif admitted is Alert.CAP_NOTICE:
+            await actions.post_cap_notice(settings)
+
     async def record(self, verdict: Verdict, settings: GuildSettings) -> ModerationEvent:
         """Store the flag before anything is done about it (so it is never lost)."""
         message = verdict.message
@@ -288,17 +302,15 @@ class ModerationService:
     async def event(self, event_id: int) -> ModerationEvent | None:
         return await self._events.get(event_id)
 
-    async def decide(self, event_id: int, decision: str, moderator_id: int) -> ModerationEvent:
+    async def decide(self, event_id: int, decision: Decision, moderator_id: int) -> ModerationEvent:
         """Store a moderator's decision (dismiss, delete, timeout) on an undecided alert."""
-        if decision not in DECISIONS:
-            raise InvalidInputError(f"Unknown decision {decision!r}.")
-        stored = await self._events.decide_once(event_id, DECISIONS[decision], moderator_id)
+        stored = await self._events.decide_once(event_id, decision.past, moderator_id)
         event = await self._events.get(event_id)
         if event is None:
             raise InvalidInputError("That alert is no longer in the records.")
         if not stored:
             raise AlreadyDecidedError(event)
-        self._metrics.moderation_decisions.labels(decision).inc()
+        self._metrics.moderation_decisions.labels(decision.value).inc()
         return event
 
     async def stats(self, guild_id: int, days: int) -> ModerationStats:
@@ -323,26 +335,5 @@ class ModerationService:
                 (start + timedelta(days=i), counts.per_day.get(start + timedelta(days=i), 0))
                 for i in range(days)
             ],
-            dismissed=counts.by_decision.get(DECISIONS["dismiss"], 0),
+            dismissed=counts.by_decision.get(Decision.DISMISS.past, 0),
         )
-
-
-def render_chart(stats: ModerationStats) -> bytes:
-    """A PNG bar chart of flagged messages per day (slow: call it off the event loop)."""
-    from matplotlib.figure import Figure
-    from matplotlib.ticker import MaxNLocator
-
-    figure = Figure(figsize=(8, 3), dpi=100)
-    axes = figure.subplots()
-    days = [day.strftime("%b %d") for day, _ in stats.per_day]
-    axes.bar(days, [count for _, count in stats.per_day], color="#d9534f")
-    axes.set_title(f"Flagged messages per day (last {stats.days} days)")
-    axes.set_ylabel("messages")
-    axes.yaxis.set_major_locator(MaxNLocator(integer=True))
-    if len(days) > 14:
-        axes.set_xticks(days[:: len(days) // 14 + 1])
-    figure.autofmt_xdate()
-    figure.tight_layout()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png")
-    return buffer.getvalue()
