@@ -67,6 +67,8 @@ class Settings(BaseSettings):
 
     sentiment_model: str = "distilbert/distilbert-base-uncased-finetuned-sst-2-english"
     emotion_model: str = "SamLowe/roberta-base-go_emotions"
+    # Multi-label toxicity classifier for the moderation "toxicity" signal.
+    moderation_model: str = "unitary/toxic-bert"
     summarization_model: str = "facebook/bart-large-cnn"
     chat_model: str = Field(default_factory=default_chat_model)
     # Unset: the model runs in this process. Set: the role is answered by the OpenAI-compatible

@@ -20,7 +20,13 @@ from bot.cogs.moderation.views import COG_NAME, AlertButton
 from bot.errors import InvalidInputError
 from bot.formatting import NO_MENTIONS
 from bot.services.backlog import RetryBacklog
-from bot.services.moderation import Decision, ModerationService, is_retriable, render_chart
+from bot.services.moderation import (
+    Decision,
+    ModerationService,
+    is_retriable,
+    parse_signals,
+    render_chart,
+)
 from bot.storage.records import GuildSettings, ModerationAction
 
 log = logging.getLogger(__name__)
@@ -104,6 +110,9 @@ class ModerationCog(commands.Cog, name=COG_NAME):
         log_channel="Where alerts are posted",
         dry_run="Record and log what would be done, but do nothing",
         emotions="Also flag anger and disgust (emotion model) on their own",
+        signals="Which signals flag a message: sentiment, emotions, toxicity (comma-separated)",
+        label="A label to give its own threshold (e.g. toxic, insult, anger, negative)",
+        label_threshold="That label's threshold (0-1; 0: use the threshold above again)",
     )
     async def configure(
         self,
@@ -114,9 +123,22 @@ class ModerationCog(commands.Cog, name=COG_NAME):
         log_channel: discord.TextChannel | None = None,
         dry_run: bool | None = None,
         emotions: bool | None = None,
+        signals: app_commands.Range[str, 1, 100] | None = None,
+        label: app_commands.Range[str, 1, 40] | None = None,
+        label_threshold: app_commands.Range[float, 0.0, 1.0] | None = None,
     ) -> None:
+        guild_id = _guild(interaction)
+        if (label is None) != (label_threshold is None):
+            raise InvalidInputError("Give `label` and `label_threshold` together.")
+        try:
+            chosen = parse_signals(signals) if signals is not None else None
+        except ValueError as error:
+            raise InvalidInputError(str(error)) from None
+        if label is not None and label_threshold is not None:
+            await self.service.set_label_threshold(guild_id, label, label_threshold)
         settings = await self.service.configure(
-            _guild(interaction),
+            guild_id,
+            signals=chosen,
             threshold=threshold,
             action=ModerationAction(action) if action else None,
             timeout_minutes=timeout_minutes,

@@ -5,8 +5,10 @@ from __future__ import annotations
 import discord
 
 from bot.formatting import MESSAGE_LIMIT, clip, fit_embed, join_within, truncate
-from bot.services.moderation import ModerationStats
+from bot.services.moderation import ModerationStats, active_signals
 from bot.storage.records import GuildSettings, ModerationEvent
+
+SCORES_SHOWN = 8
 
 
 def jump_url(guild_id: int, channel_id: int, message_id: int) -> str:
@@ -23,6 +25,11 @@ def alert_embed(event: ModerationEvent, excerpt: str, outcome: str) -> discord.E
     embed.add_field(name="Author", value=f"<@{event.author_id}>")
     embed.add_field(name="Channel", value=f"<#{event.channel_id}>")
     embed.add_field(name="Score", value=f"{event.label} {event.score:.2f}")
+    if event.scores:
+        top = sorted(event.scores.items(), key=lambda item: -item[1])[:SCORES_SHOWN]
+        embed.add_field(
+            name="All scores", value=", ".join(f"{k} {v:.2f}" for k, v in top), inline=False
+        )
     embed.add_field(name="Action", value=outcome, inline=False)
     embed.set_footer(text=f"event #{event.id}")
     return fit_embed(embed)
@@ -48,7 +55,12 @@ def settings_text(settings: GuildSettings, extra: str = "") -> str:
         f"Threshold: {settings.threshold:.2f} - action: {settings.action.value}"
         + (f" ({settings.timeout_minutes} min)" if settings.action == "timeout" else "")
         + (" - **dry run**" if settings.dry_run else ""),
-        f"Emotion checks (anger, disgust): {'on' if settings.use_emotions else 'off'}",
+        "Signals: " + ", ".join(sorted(active_signals(settings))),
+        "Label thresholds: "
+        + (
+            ", ".join(f"{k} {v:.2f}" for k, v in sorted(settings.label_thresholds.items())[:20])
+            or "none (every label uses the threshold)"
+        ),
         f"Log channel: {log_channel}",
     ]
     exempt = "\nExempt roles: {} - exempt channels: {}"

@@ -8,7 +8,6 @@ from bot.services.moderation.gate import (
     AlertGate,
 )
 from bot.services.moderation.service import (
-    HOSTILE_EMOTIONS,
     MAX_CHECKED_CHARS,
     ActingFailedError,
     AlertKey,
@@ -19,6 +18,14 @@ from bot.services.moderation.service import (
     Verdict,
     is_retriable,
 )
+from bot.services.moderation.signals import (
+    HOSTILE_EMOTIONS,
+    SIGNALS,
+    TOXICITY_LABELS,
+    active_signals,
+    parse_signals,
+    score_texts,
+)
 from bot.services.moderation.stats import ModerationStats, render_chart
 
 __all__ = [
@@ -27,6 +34,8 @@ __all__ = [
     "BUTTON_TIMEOUT_MINUTES",
     "HOSTILE_EMOTIONS",
     "MAX_CHECKED_CHARS",
+    "SIGNALS",
+    "TOXICITY_LABELS",
     "ActingFailedError",
     "Alert",
     "AlertGate",
@@ -39,6 +48,9 @@ __all__ = [
     "ModerationStats",
     "Verdict",
     "action_verb",
+    "active_signals",
     "is_retriable",
+    "parse_signals",
     "render_chart",
+    "score_texts",
 ]

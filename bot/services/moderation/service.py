@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import weakref
+from collections.abc import Mapping
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
@@ -18,19 +19,22 @@ from bot.errors import (
     StorageError,
 )
 from bot.inference.engine import InferenceEngine
-from bot.inference.worker import URGENT
 from bot.metrics import Metrics
 from bot.services.moderation.decisions import Decision, action_verb
 from bot.services.moderation.gate import Alert, AlertGate
+from bot.services.moderation.signals import (
+    EMOTIONS,
+    LABEL_PATTERN,
+    active_signals,
+    flagging_label,
+    score_texts,
+)
 from bot.services.moderation.stats import ModerationStats
-from bot.services.sentiment import is_negative
 from bot.storage.records import GuildSettings, ModerationEvent, NewModerationEvent
 from bot.storage.repositories import GuildSettingsStore, ModerationEventStore
 
 log = logging.getLogger(__name__)
 
-# Emotion labels that count as hostile on their own (go_emotions names them so).
-HOSTILE_EMOTIONS = frozenset({"anger", "disgust"})
 MAX_CHECKED_CHARS = 2000
 
 
@@ -72,6 +76,7 @@ class Verdict:
     message: CheckedMessage
     label: str
     score: float
+    scores: Mapping[str, float] = field(default_factory=dict)  # every label checked
 
 
 class ActingFailedError(Exception):
@@ -148,12 +153,41 @@ class ModerationService:
         threshold = changes.get("threshold")
         if threshold is not None and not 0 < threshold <= 1:
             raise InvalidInputError("The threshold is a score between 0 and 1, e.g. 0.9.")
+        signals = changes.get("signals")
+        if signals is not None:
+            changes["use_emotions"] = EMOTIONS in signals  # one switch, not two
         minutes = changes.get("timeout_minutes")
         if minutes is not None and not 1 <= minutes <= 40320:
             raise InvalidInputError("A timeout lasts between 1 minute and 28 days (40320).")
         return await self._guilds.update(
             guild_id, **{name: value for name, value in changes.items() if value is not None}
         )
+
+    async def set_label_threshold(
+        self, guild_id: int, label: str, threshold: float
+    ) -> GuildSettings:
+        """Give one label its own threshold; 0 makes it use the guild's threshold again."""
+        label = label.strip().lower()
+        if not LABEL_PATTERN.fullmatch(label):
+            raise InvalidInputError(
+                "A label is a model's label name, e.g. toxic, insult, anger or negative."
+            )
+        if not 0 <= threshold <= 1:
+            raise InvalidInputError("A threshold is a score between 0 and 1 (0: the default).")
+        async with self._guild_lock(guild_id):  # read-modify-write: one change at a time
+            settings = await self._guilds.get(guild_id)
+            thresholds = dict(settings.label_thresholds)
+            if threshold == 0:
+                thresholds.pop(label, None)
+            else:
+                thresholds[label] = threshold
+            return await self._guilds.update(guild_id, label_thresholds=thresholds)
+
+    def _guild_lock(self, guild_id: int) -> asyncio.Lock:
+        lock = self._exempt_locks.get(guild_id)
+        if lock is None:
+            lock = self._exempt_locks[guild_id] = asyncio.Lock()
+        return lock
 
     async def exempt(
         self,
@@ -164,10 +198,7 @@ class ModerationService:
         remove: bool = False,
     ) -> GuildSettings:
         """Add (or remove) an exempt role or channel."""
-        lock = self._exempt_locks.get(guild_id)
-        if lock is None:
-            lock = self._exempt_locks[guild_id] = asyncio.Lock()
-        async with lock:  # read-modify-write: one change at a time
+        async with self._guild_lock(guild_id):  # read-modify-write: one change at a time
             settings = await self._guilds.get(guild_id)
             roles, channels = set(settings.exempt_role_ids), set(settings.exempt_channel_ids)
             for target, value in ((roles, role_id), (channels, channel_id)):
@@ -189,22 +220,13 @@ class ModerationService:
         ):
             return settings, None
         self._metrics.moderation_checks.inc()
-        # Concurrent checks share model batches in the engine's worker, ahead of bulk work.
-        [scores] = await self._engine.classify(
-            [text], role="sentiment", top_k=None, priority=URGENT
-        )
-        negative = max((s.score for s in scores if is_negative(s.label)), default=0.0)
-        candidates = [("negative", negative)]
-        if settings.use_emotions:
-            [emotions] = await self._engine.classify(
-                [text], role="emotion", top_k=None, priority=URGENT
-            )
-            candidates += [(e.label, e.score) for e in emotions if e.label in HOSTILE_EMOTIONS]
-        label, score = max(candidates, key=lambda candidate: candidate[1])
-        if score < settings.threshold:
+        # Concurrent checks share model batches in each engine worker, ahead of bulk work.
+        [scores] = await score_texts(self._engine, [text], active_signals(settings))
+        label = flagging_label(settings, scores)
+        if label is None:
             return settings, None
         self._metrics.moderation_flags.labels(label).inc()
-        return settings, Verdict(message, label, score)
+        return settings, Verdict(message, label, scores[label], scores)
 
     async def process(
         self, message: CheckedMessage, actions: ModerationActions
@@ -291,6 +313,7 @@ class ModerationService:
                 settings.action,
                 dry_run=settings.dry_run,
                 action_succeeded=False,
+                scores=verdict.scores,
             )
         )
 
