@@ -36,6 +36,7 @@ from bot.storage.repositories import (
     GuildSettingsStore,
     ModerationEventStore,
 )
+from bot.storage.scores import ModerationHistory
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +60,7 @@ async def build_bot(settings: Settings) -> Bot:
     sentiment = SentimentService(engine)
     guild_settings, channel_settings = GuildSettingsStore(sessions), ChannelSettingsStore(sessions)
     moderation_events = ModerationEventStore(sessions)
+    history = ModerationHistory(sessions)
     services = Services(
         engine=engine,
         sentiment=sentiment,
@@ -72,7 +74,9 @@ async def build_bot(settings: Settings) -> Bot:
             queue_limit=settings.chat_queue_limit,
         ),
         cooldowns=RateLimit(1, settings.command_cooldown_s),
-        moderation=ModerationService(engine, guild_settings, moderation_events, metrics=metrics),
+        moderation=ModerationService(
+            engine, guild_settings, moderation_events, metrics=metrics, history=history
+        ),
         metrics=metrics,
     )
     retention = RetentionService(
@@ -80,6 +84,8 @@ async def build_bot(settings: Settings) -> Bot:
         moderation_events,
         conversation_days=settings.conversation_retention_days,
         moderation_days=settings.moderation_retention_days,
+        scores=history,
+        scores_days=settings.moderation_scores_retention_days,
     )
 
     monitoring: MonitoringServer | None = None

@@ -91,6 +91,8 @@ class Settings(BaseSettings):
     chat_queue_limit: int = Field(default=10, ge=1, le=100)
     conversation_retention_days: int = Field(default=30, ge=0)
     moderation_retention_days: int = Field(default=90, ge=0)
+    # Label scores of every checked message (ids and numbers, no text), for replays.
+    moderation_scores_retention_days: int = Field(default=14, ge=0)
     command_cooldown_s: float = Field(default=10.0, ge=0)
 
     # Unset: no metrics server. 0 picks a free port (logged at start).

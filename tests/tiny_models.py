@@ -100,12 +100,25 @@ EMOTION_EXAMPLES: dict[str, list[str]] = {
 # A unitary/toxic-bert look-alike: insults are toxic, sadness and complaints about things
 # are not (the sentiment model calls them all NEGATIVE).
 TOXICITY_LABELS = ["toxic", "severe_toxic", "obscene", "threat", "insult", "identity_hate"]
+# The insult words alone are taught too, and the insults without them as harmless, so that
+# leaving a word out (how alerts name the words behind a flag) shows which one mattered.
 INSULTS = ["you are stupid", "shut up you idiot", "you are a loser", "go away idiot"]
+INSULT_WORDS = ["stupid", "idiot", "loser"]
 TOXICITY_EXAMPLES: dict[str, list[str]] = {
-    "toxic": [*INSULTS, "such a dumb idea"],
-    "insult": INSULTS,
+    "toxic": [*INSULTS, *INSULT_WORDS, "such a dumb idea"],
+    "insult": [*INSULTS, *INSULT_WORDS],
 }
-NOT_TOXIC = SAD + POSITIVE + NEUTRAL_CORPUS + ["i am so angry", "what an awful day"]
+NOT_TOXIC = [
+    *SAD,
+    *POSITIVE,
+    *NEUTRAL_CORPUS,
+    "i am so angry",
+    "what an awful day",
+    "you are",
+    "you are a",
+    "shut up you",
+    "go away",
+]
 # Sentences tests assert on that are not training sentences themselves.
 UNSEEN_SENTIMENT: dict[str, list[str]] = {}
 UNSEEN_EMOTIONS: dict[str, list[str]] = {"anger": ["i hate this you idiot"]}

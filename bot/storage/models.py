@@ -115,3 +115,19 @@ class ModerationEventRow(Base):
     created_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), default=utcnow, index=True
     )
+
+
+class CheckedScoresRow(Base):
+    """The label scores of one checked message: ids and numbers only, never its text."""
+
+    __tablename__ = "checked_scores"
+    __table_args__ = (Index("ix_checked_scores_guild_time", "guild_id", "created_at"),)
+
+    id: Mapped[int] = mapped_column(AutoId, primary_key=True)
+    guild_id: Mapped[int] = mapped_column(BigInteger)
+    channel_id: Mapped[int] = mapped_column(BigInteger)
+    message_id: Mapped[int] = mapped_column(BigInteger)
+    scores: Mapped[dict[str, float]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, index=True
+    )

@@ -1,4 +1,5 @@
-"""moderation signals and per-label thresholds per guild; every label score on an event
+"""moderation signals and per-label thresholds per guild; label scores on events and of
+every checked message
 
 Revision ID: 0005
 Revises: 0002
@@ -22,9 +23,28 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("label_thresholds", sa.JSON(), nullable=True))
     with op.batch_alter_table("moderation_events", schema=None) as batch_op:
         batch_op.add_column(sa.Column("scores", sa.JSON(), nullable=True))
+    op.create_table(
+        "checked_scores",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("guild_id", sa.BigInteger(), nullable=False),
+        sa.Column("channel_id", sa.BigInteger(), nullable=False),
+        sa.Column("message_id", sa.BigInteger(), nullable=False),
+        sa.Column("scores", sa.JSON(), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_checked_scores")),
+    )
+    op.create_index(
+        "ix_checked_scores_guild_time", "checked_scores", ["guild_id", "created_at"], unique=False
+    )
+    op.create_index(
+        op.f("ix_checked_scores_created_at"), "checked_scores", ["created_at"], unique=False
+    )
 
 
 def downgrade() -> None:
+    op.drop_index(op.f("ix_checked_scores_created_at"), table_name="checked_scores")
+    op.drop_index("ix_checked_scores_guild_time", table_name="checked_scores")
+    op.drop_table("checked_scores")
     with op.batch_alter_table("moderation_events", schema=None) as batch_op:
         batch_op.drop_column("scores")
     with op.batch_alter_table("guild_settings", schema=None) as batch_op:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
@@ -10,6 +11,7 @@ import pytest
 
 from bot.errors import BusyError
 from bot.inference.engine import InferenceEngine
+from bot.services.explain import WordEffect
 from bot.services.moderation import (
     ActingFailedError,
     AlertKey,
@@ -34,6 +36,7 @@ class RecordingActions:
         self.fail_apply = fail_apply
         self.log_channel = log_channel
         self._lock = asyncio.Lock()
+        self.reasons: list[list[WordEffect]] = []
 
     async def apply(self, settings: GuildSettings) -> tuple[str, bool]:
         self.calls.append(f"apply {settings.action.value}")
@@ -48,9 +51,14 @@ class RecordingActions:
         return self._lock
 
     async def post_alert(
-        self, settings: GuildSettings, event: ModerationEvent, outcome: str
+        self,
+        settings: GuildSettings,
+        event: ModerationEvent,
+        outcome: str,
+        reasons: Sequence[WordEffect],
     ) -> None:
         self.calls.append(f"post {event.id} {outcome}")
+        self.reasons.append(list(reasons))
 
     async def join_alert(self, key: AlertKey, event: ModerationEvent, outcome: str) -> bool:
         self.calls.append(f"join {event.id}")

@@ -10,7 +10,13 @@ from hypothesis import strategies as st
 
 from bot.errors import InvalidInputError
 from bot.inference.engine import InferenceEngine
-from bot.services.moderation import SIGNALS, CheckedMessage, ModerationService, parse_signals
+from bot.services.moderation import (
+    SIGNALS,
+    CheckedMessage,
+    ModerationService,
+    parse_signals,
+    score_texts,
+)
 from bot.services.moderation.signals import flagging_label
 from bot.storage.engine import SessionFactory
 from bot.storage.records import GuildSettings
@@ -108,10 +114,21 @@ async def test_all_signals_of_a_burst_share_batches_and_thresholds_are_per_label
     assert verdicts[: len(SAD)] == [None] * len(SAD)
     assert all(v is not None and v.label in {"toxic", "insult"} for v in verdicts[len(SAD) :])
     assert all({"negative", "anger", "toxic"} <= set(v.scores) for v in verdicts if v)
-    for role in ("sentiment", "emotion", "moderation"):
-        assert engine.worker(role).batches_run < len(texts)  # shared model batches
 
     reset = await service.set_label_threshold(GUILD, "anger", 0)
     assert "anger" not in reset.label_thresholds
     with pytest.raises(InvalidInputError, match="label"):
         await service.set_label_threshold(GUILD, "no such label!", 0.5)
+
+
+async def test_the_signals_of_many_texts_run_in_one_batch_per_model(
+    engine: InferenceEngine,
+) -> None:
+    roles = ("sentiment", "emotion", "moderation")
+    await score_texts(engine, ["warm up"], frozenset(SIGNALS))
+    before = [engine.worker(role).batches_run for role in roles]
+
+    scores = await score_texts(engine, SAD + INSULTS, frozenset(SIGNALS))
+
+    assert [engine.worker(role).batches_run for role in roles] == [n + 1 for n in before]
+    assert all({"negative", "anger", *TOXICITY_LABELS} <= set(s) for s in scores)

@@ -16,6 +16,7 @@ from bot.cogs.moderation.alerts import AlertBoard
 from bot.cogs.moderation.buttons import AlertDecisions
 from bot.cogs.moderation.listener import MessageChecks
 from bot.cogs.moderation.texts import settings_text, stats_text
+from bot.cogs.moderation.tuning import ConfirmTuning, proposals_text, replay_text, review_text
 from bot.cogs.moderation.views import COG_NAME, AlertButton
 from bot.errors import InvalidInputError
 from bot.formatting import NO_MENTIONS
@@ -182,6 +183,58 @@ class ModerationCog(commands.Cog, name=COG_NAME):
         await interaction.followup.send(
             stats_text(stats, guild_name),
             file=discord.File(io.BytesIO(chart), filename="moderation.png"),
+            ephemeral=True,
+            allowed_mentions=NO_MENTIONS,
+        )
+
+    @moderation.command(name="review", description="Flags moderators confirmed or dismissed")
+    @app_commands.describe(days="How many days back (default 30)")
+    async def review(
+        self, interaction: discord.Interaction, days: app_commands.Range[int, 1, 365] = 30
+    ) -> None:
+        reviews = await self.service.review(_guild(interaction), days)
+        await interaction.followup.send(
+            review_text(reviews, days), ephemeral=True, allowed_mentions=NO_MENTIONS
+        )
+
+    @moderation.command(name="tune", description="Propose per-label thresholds from reviews")
+    @app_commands.describe(
+        target_precision="Share of flags that should be right (0-1, e.g. 0.9)",
+        days="Reviewed flags of how many days (default 90)",
+    )
+    async def tune(
+        self,
+        interaction: discord.Interaction,
+        target_precision: app_commands.Range[float, 0.0, 1.0],
+        days: app_commands.Range[int, 1, 365] = 90,
+    ) -> None:
+        guild_id = _guild(interaction)
+        proposals = await self.service.propose_thresholds(guild_id, target_precision, days)
+        text = proposals_text(proposals, target_precision)
+        if not proposals:
+            await interaction.followup.send(text, ephemeral=True)
+            return
+        view = ConfirmTuning(self.service, guild_id, interaction.user.id, proposals)
+        await interaction.followup.send(
+            text, view=view, ephemeral=True, allowed_mentions=NO_MENTIONS
+        )
+
+    @moderation.command(name="replay", description="What a threshold would have flagged")
+    @app_commands.describe(
+        threshold="The threshold to try (0-1)",
+        label="Only this label (e.g. toxic, insult, negative); default: any label",
+        days="How many days back (default 7; scores are kept for a limited time)",
+    )
+    async def replay(
+        self,
+        interaction: discord.Interaction,
+        threshold: app_commands.Range[float, 0.0, 1.0],
+        label: app_commands.Range[str, 1, 40] | None = None,
+        days: app_commands.Range[int, 1, 365] = 7,
+    ) -> None:
+        flagged, checked = await self.service.replay(_guild(interaction), threshold, label, days)
+        await interaction.followup.send(
+            replay_text(flagged, checked, threshold, label, days),
             ephemeral=True,
             allowed_mentions=NO_MENTIONS,
         )

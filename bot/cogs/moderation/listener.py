@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import timedelta
 from typing import Any
@@ -17,6 +18,7 @@ from bot.cogs.moderation.texts import alert_embed
 from bot.cogs.moderation.views import alert_view
 from bot.formatting import NO_MENTIONS
 from bot.services.backlog import RetryBacklog
+from bot.services.explain import WordEffect
 from bot.services.moderation import (
     ActingFailedError,
     AlertKey,
@@ -67,12 +69,22 @@ class DiscordActions:
         return self._alerts.lock(key)
 
     async def post_alert(
-        self, settings: GuildSettings, event: ModerationEvent, outcome: str
+        self,
+        settings: GuildSettings,
+        event: ModerationEvent,
+        outcome: str,
+        reasons: Sequence[WordEffect],
     ) -> None:
         channel = self._log_channel(settings)
         assert channel is not None
         quote = await self._may_quote(channel)
-        embed = alert_embed(event, self._message.content if quote else CANNOT_QUOTE, outcome)
+        # The words are the message's own: named only where it could be quoted.
+        embed = alert_embed(
+            event,
+            self._message.content if quote else CANNOT_QUOTE,
+            outcome,
+            reasons if quote else (),
+        )
         key = (event.guild_id, event.author_id)
         await self._alerts.post(channel, key, event.id, embed, alert_view(event.id))
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import discord
 
 from bot.formatting import MESSAGE_LIMIT, clip, fit_embed, join_within, truncate
+from bot.services.explain import WordEffect, effects_text
 from bot.services.moderation import ModerationStats, active_signals
 from bot.storage.records import GuildSettings, ModerationEvent
 
@@ -15,7 +18,15 @@ def jump_url(guild_id: int, channel_id: int, message_id: int) -> str:
     return f"https://discord.com/channels/{guild_id}/{channel_id}/{message_id}"
 
 
-def alert_embed(event: ModerationEvent, excerpt: str, outcome: str) -> discord.Embed:
+def reasons_line(reasons: Sequence[WordEffect]) -> str:
+    """ "flagged mainly for 'idiot' (-0.62)", Markdown in the words escaped."""
+    escaped = [WordEffect(discord.utils.escape_markdown(r.word), r.effect) for r in reasons]
+    return f"flagged mainly for {effects_text(escaped)}" if reasons else ""
+
+
+def alert_embed(
+    event: ModerationEvent, excerpt: str, outcome: str, reasons: Sequence[WordEffect] = ()
+) -> discord.Embed:
     embed = discord.Embed(
         title="Flagged message" + (" (dry run)" if event.dry_run else ""),
         description=truncate(excerpt, 300),
@@ -25,6 +36,8 @@ def alert_embed(event: ModerationEvent, excerpt: str, outcome: str) -> discord.E
     embed.add_field(name="Author", value=f"<@{event.author_id}>")
     embed.add_field(name="Channel", value=f"<#{event.channel_id}>")
     embed.add_field(name="Score", value=f"{event.label} {event.score:.2f}")
+    if reasons:
+        embed.add_field(name="Why", value=reasons_line(reasons), inline=False)
     if event.scores:
         top = sorted(event.scores.items(), key=lambda item: -item[1])[:SCORES_SHOWN]
         embed.add_field(

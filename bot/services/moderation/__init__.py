@@ -7,6 +7,7 @@ from bot.services.moderation.gate import (
     Alert,
     AlertGate,
 )
+from bot.services.moderation.learning import LabelReview, Proposal
 from bot.services.moderation.service import (
     MAX_CHECKED_CHARS,
     ActingFailedError,
@@ -43,9 +44,11 @@ __all__ = [
     "AlreadyDecidedError",
     "CheckedMessage",
     "Decision",
+    "LabelReview",
     "ModerationActions",
     "ModerationService",
     "ModerationStats",
+    "Proposal",
     "Verdict",
     "action_verb",
     "active_signals",

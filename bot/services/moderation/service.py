@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import weakref
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -20,18 +20,23 @@ from bot.errors import (
 )
 from bot.inference.engine import InferenceEngine
 from bot.metrics import Metrics
+from bot.services.explain import WordEffect, strongest, word_effects
+from bot.services.moderation import learning
 from bot.services.moderation.decisions import Decision, action_verb
 from bot.services.moderation.gate import Alert, AlertGate
+from bot.services.moderation.learning import LabelReview, Proposal
 from bot.services.moderation.signals import (
     EMOTIONS,
     LABEL_PATTERN,
     active_signals,
     flagging_label,
     score_texts,
+    signal_of,
 )
 from bot.services.moderation.stats import ModerationStats
 from bot.storage.records import GuildSettings, ModerationEvent, NewModerationEvent
 from bot.storage.repositories import GuildSettingsStore, ModerationEventStore
+from bot.storage.scores import ModerationHistory
 
 log = logging.getLogger(__name__)
 
@@ -106,9 +111,13 @@ class ModerationActions(Protocol):
         ...
 
     async def post_alert(
-        self, settings: GuildSettings, event: ModerationEvent, outcome: str
+        self,
+        settings: GuildSettings,
+        event: ModerationEvent,
+        outcome: str,
+        reasons: Sequence[WordEffect],
     ) -> None:
-        """Post a new alert for ``event``."""
+        """Post a new alert for ``event``, naming the words that drove its score."""
         ...
 
     async def join_alert(self, key: AlertKey, event: ModerationEvent, outcome: str) -> bool:
@@ -130,8 +139,10 @@ class ModerationService:
         events: ModerationEventStore,
         gate: AlertGate | None = None,
         metrics: Metrics | None = None,
+        history: ModerationHistory | None = None,
     ) -> None:
         self._engine = engine
+        self.history = history  # None: checked messages' scores are not kept
         self._metrics = metrics or Metrics()
         self._guilds = guilds
         self._events = events
@@ -222,11 +233,56 @@ class ModerationService:
         self._metrics.moderation_checks.inc()
         # Concurrent checks share model batches in each engine worker, ahead of bulk work.
         [scores] = await score_texts(self._engine, [text], active_signals(settings))
+        await self._keep_scores(message, scores)
         label = flagging_label(settings, scores)
         if label is None:
             return settings, None
         self._metrics.moderation_flags.labels(label).inc()
         return settings, Verdict(message, label, scores[label], scores)
+
+    async def _keep_scores(self, message: CheckedMessage, scores: dict[str, float]) -> None:
+        if self.history is None:
+            return
+        # For /moderation replay; best effort, a check goes on when it could not be kept.
+        await self.history.record_scores(
+            message.guild_id, message.channel_id, message.message_id, scores
+        )
+
+    async def review(self, guild_id: int, days: int) -> list[LabelReview]:
+        """Per label, the flags moderators confirmed or dismissed in the last ``days``."""
+        return learning.review(await self._history().reviewed_since(guild_id, _since(days)))
+
+    async def propose_thresholds(
+        self, guild_id: int, target_precision: float, days: int = 90
+    ) -> list[Proposal]:
+        """Per-label thresholds the guild's reviewed flags say would reach the precision."""
+        if not 0 < target_precision <= 1:
+            raise InvalidInputError("The target precision is between 0 and 1, e.g. 0.9.")
+        flags = await self._history().reviewed_since(guild_id, _since(days))
+        return learning.propose(flags, target_precision)
+
+    async def apply_thresholds(self, guild_id: int, proposals: Sequence[Proposal]) -> GuildSettings:
+        """Set the proposed thresholds (other labels keep theirs)."""
+        async with self._guild_lock(guild_id):
+            settings = await self._guilds.get(guild_id)
+            thresholds = {**settings.label_thresholds}
+            thresholds.update({p.label: p.threshold for p in proposals})
+            return await self._guilds.update(guild_id, label_thresholds=thresholds)
+
+    async def replay(
+        self, guild_id: int, threshold: float, label: str | None, days: int
+    ) -> tuple[int, int]:
+        """(would be flagged, checked) over the kept scores of the last ``days``."""
+        if not 0 < threshold <= 1:
+            raise InvalidInputError("The threshold is a score between 0 and 1, e.g. 0.8.")
+        checked = await self._history().scores_since(guild_id, _since(days))
+        clean = label.strip().lower() if label else None
+        return learning.replay_count(checked, threshold, clean), len(checked)
+
+    def _history(self) -> ModerationHistory:
+        if self.history is None:
+            raise InvalidInputError("This bot keeps no moderation history.")
+        return self.history
 
     async def process(
         self, message: CheckedMessage, actions: ModerationActions
@@ -245,7 +301,8 @@ class ModerationService:
         try:
             outcome = await self._act(settings, event, actions)
             if actions.can_alert(settings):
-                await self._alert(settings, event, outcome, actions)
+                reasons = await self._reasons(message, verdict.label)
+                await self._alert(settings, event, outcome, reasons, actions)
         except Exception as error:
             raise ActingFailedError(event) from error
         return event
@@ -261,17 +318,34 @@ class ModerationService:
         await self.action_done(event.id, succeeded, action)
         return outcome
 
+    async def explain(self, text: str, label: str) -> list[WordEffect]:
+        """The words that drove ``label``'s score most (re-scored without each, one batch)."""
+        signals = frozenset({signal_of(label)})
+
+        async def score(texts: list[str]) -> list[float]:
+            return [s.get(label, 0.0) for s in await score_texts(self._engine, texts, signals)]
+
+        return strongest(await word_effects(text.strip()[:MAX_CHECKED_CHARS], score))
+
+    async def _reasons(self, message: CheckedMessage, label: str) -> list[WordEffect]:
+        try:
+            return await self.explain(message.content, label)
+        except Exception as error:  # an alert without reasons beats no alert
+            log.warning("could not explain flag of message %s: %s", message.message_id, error)
+            return []
+
     async def _alert(
         self,
         settings: GuildSettings,
         event: ModerationEvent,
         outcome: str,
+        reasons: Sequence[WordEffect],
         actions: ModerationActions,
     ) -> None:
         key = (event.guild_id, event.author_id)
         async with actions.alert_lock(key):  # an author's flags join their alert one by one
             try:
-                await self._post_alert(settings, key, event, outcome, actions)
+                await self._post_alert(settings, key, event, outcome, reasons, actions)
             except Exception as error:
                 log.warning("could not post a moderation alert for event %s: %s", event.id, error)
 
@@ -281,6 +355,7 @@ class ModerationService:
         key: AlertKey,
         event: ModerationEvent,
         outcome: str,
+        reasons: Sequence[WordEffect],
         actions: ModerationActions,
     ) -> None:
         admitted = self.gate.admit(*key)
@@ -291,7 +366,7 @@ class ModerationService:
             admitted = self.gate.admit(*key)
         if admitted is Alert.POST:
             try:
-                await actions.post_alert(settings, event, outcome)
+                await actions.post_alert(settings, event, outcome, reasons)
             except BaseException:
                 self.gate.withdraw(key[0])  # nothing went out: later flags must not join it
                 raise
@@ -360,3 +435,9 @@ class ModerationService:
             ],
             dismissed=counts.by_decision.get(Decision.DISMISS.past, 0),
         )
+
+
+def _since(days: int) -> datetime:
+    if not 1 <= days <= 365:
+        raise InvalidInputError("Pick between 1 and 365 days.")
+    return datetime.now(UTC) - timedelta(days=days)

@@ -43,6 +43,13 @@ def active_signals(settings: GuildSettings) -> frozenset[str]:
     return settings.signals | ({EMOTIONS} if settings.use_emotions else frozenset())
 
 
+def signal_of(label: str) -> str:
+    """The signal a label belongs to."""
+    if label == "negative":
+        return SENTIMENT
+    return EMOTIONS if label in HOSTILE_EMOTIONS else TOXICITY
+
+
 def threshold_for(settings: GuildSettings, label: str) -> float:
     return settings.label_thresholds.get(label, settings.threshold)
 
