@@ -76,7 +76,7 @@ async def test_review_tune_and_replay_learn_from_moderators(
 
     tune = await fake.slash("moderation", {"tune": {"target_precision": 0.6}})
     [proposal] = await discord_server.answer(tune)
-    assert "`toxic` -> " in proposal and "precision 75%" in proposal
+    assert "`toxic` -> " in proposal and "keeps 3 confirmed" in proposal
     assert "toxic" not in (await service.settings(fake.guild_id)).label_thresholds
     shown = tune.original or tune.followups[0]
     apply_id, _cancel = buttons(shown)
@@ -89,3 +89,4 @@ async def test_review_tune_and_replay_learn_from_moderators(
     assert "Applied thresholds: toxic" in shown["content"]
     thresholds = (await service.settings(fake.guild_id)).label_thresholds
     assert 0.5 < thresholds["toxic"] <= 1.0
+    assert f"`toxic` -> {thresholds['toxic']:.2f} " in proposal  # what was shown was applied
