@@ -37,6 +37,7 @@ from bot.storage.repositories import (
     GuildSettingsStore,
     ModerationEventStore,
 )
+from bot.storage.scores import ModerationHistory
 
 if TYPE_CHECKING:
     from bot.web.server import WebServer
@@ -63,6 +64,7 @@ async def build_bot(settings: Settings) -> Bot:
     sentiment = SentimentService(engine)
     guild_settings, channel_settings = GuildSettingsStore(sessions), ChannelSettingsStore(sessions)
     moderation_events = ModerationEventStore(sessions)
+    history = ModerationHistory(sessions)
     services = Services(
         engine=engine,
         sentiment=sentiment,
@@ -78,7 +80,9 @@ async def build_bot(settings: Settings) -> Bot:
             summary_tokens=settings.conversation_summary_tokens,
         ),
         cooldowns=RateLimit(1, settings.command_cooldown_s),
-        moderation=ModerationService(engine, guild_settings, moderation_events, metrics=metrics),
+        moderation=ModerationService(
+            engine, guild_settings, moderation_events, metrics=metrics, history=history
+        ),
         metrics=metrics,
     )
     retention = RetentionService(
@@ -86,6 +90,8 @@ async def build_bot(settings: Settings) -> Bot:
         moderation_events,
         conversation_days=settings.conversation_retention_days,
         moderation_days=settings.moderation_retention_days,
+        scores=history,
+        scores_days=settings.moderation_scores_retention_days,
     )
 
     monitoring: MonitoringServer | None = None

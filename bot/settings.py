@@ -67,6 +67,8 @@ class Settings(BaseSettings):
 
     sentiment_model: str = "distilbert/distilbert-base-uncased-finetuned-sst-2-english"
     emotion_model: str = "SamLowe/roberta-base-go_emotions"
+    # Multi-label toxicity classifier for the moderation "toxicity" signal.
+    moderation_model: str = "unitary/toxic-bert"
     summarization_model: str = "facebook/bart-large-cnn"
     chat_model: str = Field(default_factory=default_chat_model)
     # Unset: the model runs in this process. Set: the role is answered by the OpenAI-compatible
@@ -92,6 +94,8 @@ class Settings(BaseSettings):
     conversation_memory: bool = True
     conversation_summary_tokens: int = Field(default=160, ge=16, le=1024)
     moderation_retention_days: int = Field(default=90, ge=0)
+    # Label scores of every checked message (ids and numbers, no text), for replays.
+    moderation_scores_retention_days: int = Field(default=14, ge=0)
     command_cooldown_s: float = Field(default=10.0, ge=0)
 
     # Unset: no metrics server. 0 picks a free port (logged at start).

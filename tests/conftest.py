@@ -78,6 +78,7 @@ async def sessions(database_url: str) -> AsyncIterator[SessionFactory]:
 class TinyModels:
     sentiment: str
     emotion: str
+    moderation: str
     summarization: str
     chat: str
 
@@ -85,6 +86,7 @@ class TinyModels:
         return {
             "sentiment": self.sentiment,
             "emotion": self.emotion,
+            "moderation": self.moderation,
             "summarization": self.summarization,
             "chat": self.chat,
         }

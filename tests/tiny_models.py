@@ -97,6 +97,28 @@ EMOTION_EXAMPLES: dict[str, list[str]] = {
     "sadness": SAD,
     "neutral": NEUTRAL_CORPUS,
 }
+# A unitary/toxic-bert look-alike: insults are toxic, sadness and complaints about things
+# are not (the sentiment model calls them all NEGATIVE).
+TOXICITY_LABELS = ["toxic", "severe_toxic", "obscene", "threat", "insult", "identity_hate"]
+# The insult words alone are taught too, and the insults without them as harmless, so that
+# leaving a word out (how alerts name the words behind a flag) shows which one mattered.
+INSULTS = ["you are stupid", "shut up you idiot", "you are a loser", "go away idiot"]
+INSULT_WORDS = ["stupid", "idiot", "loser"]
+TOXICITY_EXAMPLES: dict[str, list[str]] = {
+    "toxic": [*INSULTS, *INSULT_WORDS, "such a dumb idea"],
+    "insult": [*INSULTS, *INSULT_WORDS],
+}
+NOT_TOXIC = [
+    *SAD,
+    *POSITIVE,
+    *NEUTRAL_CORPUS,
+    "i am so angry",
+    "what an awful day",
+    "you are",
+    "you are a",
+    "shut up you",
+    "go away",
+]
 # Sentences tests assert on that are not training sentences themselves.
 UNSEEN_SENTIMENT: dict[str, list[str]] = {}
 UNSEEN_EMOTIONS: dict[str, list[str]] = {"anger": ["i hate this you idiot"]}
@@ -241,8 +263,13 @@ def build_classifier(
     multi_label: bool = False,
     steps: int = CLASSIFIER_STEPS,
     seed: int = SEED,
+    unlabelled: Sequence[str] = (),
 ) -> Path:
-    """A tiny DistilBERT taught ``examples`` (label -> sentences); multi-label uses sigmoids."""
+    """A tiny DistilBERT taught ``examples`` (label -> sentences); multi-label uses sigmoids.
+
+    A multi-label sentence listed under several labels is taught all of them at once, and
+    ``unlabelled`` sentences (multi-label only) are taught none.
+    """
     with deterministic_torch(seed):
         tokenizer = _wordpiece_tokenizer(path)
         config = DistilBertConfig(
@@ -261,12 +288,16 @@ def build_classifier(
         )
         model = DistilBertForSequenceClassification(config)
         texts = [text for label in labels for text in examples.get(label, ())]
-        classes = torch.tensor(
-            [labels.index(label) for label in labels for _ in examples.get(label, ())]
-        )
-        targets = (
-            torch.nn.functional.one_hot(classes, len(labels)).float() if multi_label else classes
-        )
+        targets: torch.Tensor
+        if multi_label:
+            texts = list(dict.fromkeys(texts)) + list(unlabelled)
+            targets = torch.tensor(
+                [[float(text in examples.get(label, ())) for label in labels] for text in texts]
+            )
+        else:
+            targets = torch.tensor(
+                [labels.index(label) for label in labels for _ in examples.get(label, ())]
+            )
         # Full batch: no sampling, so nothing but the seed decides the result.
         batch = {**tokenizer(texts, padding=True, return_tensors="pt"), "labels": targets}
         _fit(model, itertools.repeat(batch, steps), lr=3e-3)
@@ -282,6 +313,13 @@ def build_sentiment_model(path: Path) -> Path:
 def build_emotion_model(path: Path) -> Path:
     """A go_emotions look-alike: multi-label, sigmoid scores for every label."""
     return build_classifier(path, EMOTION_LABELS, EMOTION_EXAMPLES, multi_label=True)
+
+
+def build_toxicity_model(path: Path) -> Path:
+    """A toxic-bert look-alike: multi-label, six toxicity labels."""
+    return build_classifier(
+        path, TOXICITY_LABELS, TOXICITY_EXAMPLES, multi_label=True, unlabelled=NOT_TOXIC
+    )
 
 
 def _fit(model: torch.nn.Module, batches: Iterable[Mapping[str, torch.Tensor]], lr: float) -> None:
@@ -409,6 +447,7 @@ def build_llama_chat_model(path: Path, max_positions: int = 512) -> Path:
 BUILDERS: dict[str, Callable[[Path], Path]] = {
     "sentiment": build_sentiment_model,
     "emotion": build_emotion_model,
+    "moderation": build_toxicity_model,
     "summarization": build_bart_model,
     "chat": build_llama_chat_model,
 }

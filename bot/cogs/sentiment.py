@@ -5,10 +5,12 @@ from __future__ import annotations
 import discord
 from discord import app_commands
 from discord.ext import commands
+from discord.utils import escape_markdown
 
 from bot.client import Bot
 from bot.cogs.first_use import first_use
 from bot.formatting import NO_MENTIONS, bar, fit_embed, truncate
+from bot.services.explain import WordEffect, effects_text
 from bot.services.sentiment import MAX_TEXT_CHARS, SentimentResult, is_negative
 
 EMOTIONS_SHOWN = 8
@@ -48,6 +50,7 @@ class SentimentCog(commands.Cog):
         text="The text to analyse",
         emotions="Show the full emotion distribution (go_emotions) instead",
         private="Only you see the answer",
+        explain="Also name the words that drove the score most",
     )
     async def sentiment(
         self,
@@ -55,13 +58,24 @@ class SentimentCog(commands.Cog):
         text: app_commands.Range[str, 1, MAX_TEXT_CHARS],
         emotions: bool = False,
         private: bool = False,
+        explain: bool = False,
     ) -> None:
         await interaction.response.defer(ephemeral=private, thinking=True)
         engine = self.bot.services.engine
+        service = self.bot.services.sentiment
         async with first_use(interaction, engine, "emotion" if emotions else "sentiment"):
-            result = await self.bot.services.sentiment.analyze(text, emotions=emotions)
+            result = await service.analyze(text, emotions=emotions)
+            effects = (await service.explain(text))[1] if explain else None
+        embed = sentiment_embed(result, text)
+        if effects is not None:
+            words = [WordEffect(escape_markdown(e.word), e.effect) for e in effects]
+            embed.add_field(
+                name="Words that drove it",
+                value=effects_text(words) or "no single word stands out",
+                inline=False,
+            )
         await interaction.followup.send(
-            embed=sentiment_embed(result, text), ephemeral=private, allowed_mentions=NO_MENTIONS
+            embed=fit_embed(embed), ephemeral=private, allowed_mentions=NO_MENTIONS
         )
 
     async def analyze_message(

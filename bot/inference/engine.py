@@ -30,8 +30,8 @@ from bot.settings import Settings
 
 log = logging.getLogger(__name__)
 
-ModelRole = Literal["sentiment", "emotion", "summarization", "chat"]
-ClassifierRole = Literal["sentiment", "emotion"]
+ModelRole = Literal["sentiment", "emotion", "moderation", "summarization", "chat"]
+ClassifierRole = Literal["sentiment", "emotion", "moderation"]
 TaskFactory = Callable[[ModelSource, DevicePlan, "EngineConfig"], ModelTask[Any, Any]]
 
 # Task name -> implementation; a model role names the task it runs.
@@ -54,6 +54,7 @@ ROUND_BATCHES = {"text-classification": 16, "summarization": 1, "chat": 1}
 ROLE_TASKS: dict[ModelRole, str] = {
     "sentiment": "text-classification",
     "emotion": "text-classification",
+    "moderation": "text-classification",
     "summarization": "summarization",
     "chat": "chat",
 }
@@ -91,6 +92,7 @@ class EngineConfig:
             models={
                 "sentiment": settings.sentiment_model,
                 "emotion": settings.emotion_model,
+                "moderation": settings.moderation_model,
                 "summarization": settings.summarization_model,
                 "chat": settings.chat_model,
             },

@@ -21,6 +21,7 @@ from bot.inference.loading import ModelSource
 APPROX_DOWNLOAD_BYTES: dict[str, int] = {
     "distilbert/distilbert-base-uncased-finetuned-sst-2-english": 268_000_000,
     "SamLowe/roberta-base-go_emotions": 499_000_000,
+    "unitary/toxic-bert": 438_000_000,
     "facebook/bart-large-cnn": 1_630_000_000,
     "HuggingFaceTB/SmolLM2-135M-Instruct": 270_000_000,
 }

@@ -141,7 +141,13 @@ def download_models(settings: Any) -> bool:
     from huggingface_hub import snapshot_download
 
     all_ok = True
-    for setting in ("sentiment_model", "emotion_model", "summarization_model", "chat_model"):
+    for setting in (
+        "sentiment_model",
+        "emotion_model",
+        "moderation_model",
+        "summarization_model",
+        "chat_model",
+    ):
         source = ModelSource.parse(getattr(settings, setting))
         if source.gguf_file or source.is_local:
             print(f"{setting.upper()}: local ({source.display_name})")

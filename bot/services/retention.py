@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from bot.errors import StorageError
 from bot.services.conversations import ConversationService
 from bot.storage.repositories import ModerationEventStore
+from bot.storage.scores import ModerationHistory
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +37,11 @@ class RetentionService:
         *,
         conversation_days: int,
         moderation_days: int,
+        scores: ModerationHistory | None = None,
+        scores_days: int = 14,
     ) -> None:
+        self._scores = scores
+        self._scores_days = scores_days
         self._conversations = conversations
         self._moderation_events = moderation_events
         self._conversation_days = conversation_days
@@ -57,4 +62,18 @@ class RetentionService:
                 log.warning("retention: moderation events not pruned this time")
         if events:
             log.info("retention: removed %d moderation events", events)
+        await self._prune_scores()
         return Pruned(turns, events)
+
+    async def _prune_scores(self) -> int:
+        cutoff = retention_cutoff(self._scores_days)
+        if self._scores is None or cutoff is None:
+            return 0
+        try:
+            removed = await self._scores.prune_older_than(cutoff)
+        except StorageError:
+            log.warning("retention: checked messages' scores not pruned this time")
+            return 0
+        if removed:
+            log.info("retention: removed the scores of %d checked messages", removed)
+        return removed

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from bot.errors import InvalidInputError
 from bot.inference.classify import LabelScore
 from bot.inference.engine import InferenceEngine
+from bot.services.explain import WordEffect, strongest, word_effects
 
 MAX_TEXT_CHARS = 4000
 _NEGATIVE_LABELS = frozenset({"negative", "neg", "label_0"})
@@ -67,6 +68,18 @@ class SentimentService:
             return SentimentResult(best.label, best.score, tuple(distribution))
         [[best]] = await self._engine.classify([text], role="sentiment", top_k=1)
         return SentimentResult(best.label, best.score)
+
+    async def explain(self, text: str) -> tuple[SentimentResult, list[WordEffect]]:
+        """The label, and the words that drove its score most (each left out, one batch)."""
+        text = check_text(text)
+        [[best]] = await self._engine.classify([text], role="sentiment", top_k=1)
+
+        async def score(texts: list[str]) -> list[float]:
+            results = await self._engine.classify(texts, role="sentiment", top_k=None)
+            return [next((s.score for s in r if s.label == best.label), 0.0) for r in results]
+
+        effects = await word_effects(text, score)
+        return SentimentResult(best.label, best.score), strongest(effects)
 
     async def mood(self, texts: Sequence[str]) -> Mood:
         """The overall tone of many texts, in one batched model call."""

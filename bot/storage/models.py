@@ -53,6 +53,8 @@ class GuildSettingsRow(Base):
     use_emotions: Mapped[bool] = mapped_column(Boolean, default=False)
     exempt_role_ids: Mapped[list[int]] = mapped_column(JSON, default=list)
     exempt_channel_ids: Mapped[list[int]] = mapped_column(JSON, default=list)
+    signals: Mapped[list[str] | None] = mapped_column(JSON)  # NULL: sentiment only
+    label_thresholds: Mapped[dict[str, float] | None] = mapped_column(JSON)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
@@ -121,7 +123,25 @@ class ModerationEventRow(Base):
     dry_run: Mapped[bool] = mapped_column(Boolean, default=False)
     decision: Mapped[str | None] = mapped_column(String(32))
     decided_by: Mapped[int | None] = mapped_column(BigInteger)
+    # Every label score of the check that flagged it (no message content).
+    scores: Mapped[dict[str, float] | None] = mapped_column(JSON)
     # Indexed on its own for the hourly retention prune across every guild.
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, index=True
+    )
+
+
+class CheckedScoresRow(Base):
+    """The label scores of one checked message: ids and numbers only, never its text."""
+
+    __tablename__ = "checked_scores"
+    __table_args__ = (Index("ix_checked_scores_guild_time", "guild_id", "created_at"),)
+
+    id: Mapped[int] = mapped_column(AutoId, primary_key=True)
+    guild_id: Mapped[int] = mapped_column(BigInteger)
+    channel_id: Mapped[int] = mapped_column(BigInteger)
+    message_id: Mapped[int] = mapped_column(BigInteger)
+    scores: Mapped[dict[str, float]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), default=utcnow, index=True
     )

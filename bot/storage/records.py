@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from enum import StrEnum
@@ -79,6 +80,11 @@ class GuildSettings:
     use_emotions: bool = False
     exempt_role_ids: frozenset[int] = field(default_factory=frozenset)
     exempt_channel_ids: frozenset[int] = field(default_factory=frozenset)
+    # Which signals flag a message (sentiment, emotions, toxicity); emotions also on while
+    # use_emotions is (its older switch).
+    signals: frozenset[str] = frozenset({"sentiment"})
+    # Per-label thresholds; a label without one uses ``threshold``.
+    label_thresholds: Mapping[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +106,7 @@ class NewModerationEvent:
     action: ModerationAction
     dry_run: bool = False
     action_succeeded: bool = True
+    scores: Mapping[str, float] = field(default_factory=dict)  # every label checked
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +124,7 @@ class ModerationEvent:
     decision: str | None
     decided_by: int | None
     created_at: datetime
+    scores: Mapping[str, float] = field(default_factory=dict)  # every label checked
 
 
 @dataclass(frozen=True, slots=True)

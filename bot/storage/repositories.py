@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -298,6 +298,8 @@ def _guild_settings(row: GuildSettingsRow) -> GuildSettings:
         use_emotions=row.use_emotions,
         exempt_role_ids=frozenset(row.exempt_role_ids or ()),
         exempt_channel_ids=frozenset(row.exempt_channel_ids or ()),
+        signals=frozenset(row.signals) if row.signals is not None else frozenset({"sentiment"}),
+        label_thresholds=dict(row.label_thresholds or {}),
     )
 
 
@@ -306,6 +308,8 @@ def _column_value(value: Any) -> Any:
         return sorted(value)
     if isinstance(value, ModerationAction):
         return value.value
+    if isinstance(value, Mapping):
+        return dict(value)
     return value
 
 
@@ -449,6 +453,7 @@ def _moderation_event(row: ModerationEventRow) -> ModerationEvent:
         decision=row.decision,
         decided_by=row.decided_by,
         created_at=_as_utc(row.created_at),
+        scores=dict(row.scores or {}),
     )
 
 
@@ -471,6 +476,7 @@ class ModerationEventStore:
             action=event.action.value,
             dry_run=event.dry_run,
             action_succeeded=event.action_succeeded,
+            scores=dict(event.scores),
             created_at=utcnow(),
         )
         async with self._sessions() as session, session.begin():

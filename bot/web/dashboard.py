@@ -13,13 +13,13 @@ import pandas as pd
 
 from bot.errors import InvalidInputError
 from bot.services.conversations import ConversationService
-from bot.services.moderation import DECISIONS, ModerationService
+from bot.services.moderation import Decision, ModerationService
 from bot.storage.records import UNDECIDED, GuildSettings, ModerationEvent, Turn
 from bot.web.access import WEB_GUILD_ID, WEB_GUILD_NAME, parse_id
 from bot.web.errors import friendly
 
 ANY = "any"
-DECISION_CHOICES = [ANY, UNDECIDED, *DECISIONS.values()]
+DECISION_CHOICES = [ANY, UNDECIDED, *(decision.past for decision in Decision)]
 MEMORY_TURNS = 200  # the newest turns shown for a channel
 EVENT_COLUMNS = ["id", "when (UTC)", "channel", "author", "label", "score", "action", "decision"]
 TURN_COLUMNS = ["turn", "when (UTC)", "author", "role", "text"]

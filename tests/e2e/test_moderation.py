@@ -12,7 +12,7 @@ from sqlalchemy.engine import make_url
 
 from bot.client import Bot
 from bot.cogs.moderation import ModerationCog
-from bot.cogs.moderation_access import CANNOT_QUOTE
+from bot.cogs.moderation.access import CANNOT_QUOTE
 from bot.storage.records import ModerationEvent
 from tests.e2e.conftest import BotRunner
 from tests.loopback.discord_server import (

@@ -26,6 +26,7 @@ async def start_process(
         "DATABASE_URL": database_url,
         "SENTIMENT_MODEL": models.sentiment,
         "EMOTION_MODEL": models.emotion,
+        "MODERATION_MODEL": models.moderation,
         "SUMMARIZATION_MODEL": models.summarization,
         "CHAT_MODEL": models.chat,
         "DEVICE": "cpu",

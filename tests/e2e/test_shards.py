@@ -105,6 +105,7 @@ def shard_env(
         "SHARD_IDS": shard_ids,
         "SENTIMENT_MODEL": models.sentiment,
         "EMOTION_MODEL": models.emotion,
+        "MODERATION_MODEL": models.moderation,
         "SUMMARIZATION_MODEL": models.summarization,
         "CHAT_MODEL": models.chat,
         "DEVICE": "cpu",

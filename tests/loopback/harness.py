@@ -132,6 +132,7 @@ def loopback_settings(
         "database_url": database_url,
         "sentiment_model": models["sentiment"],
         "emotion_model": models["emotion"],
+        "moderation_model": models["moderation"],
         "summarization_model": models["summarization"],
         "chat_model": models["chat"],
         "device": "cpu",

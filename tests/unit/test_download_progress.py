@@ -116,6 +116,7 @@ def test_models_download_says_one_line_per_model(run: object, tmp_path: Path) ->
         HF_HUB_OFFLINE="1",
         SENTIMENT_MODEL="tiny/sentiment",
         EMOTION_MODEL="tiny/not-downloaded",
+        MODERATION_MODEL=str(local),
         SUMMARIZATION_MODEL=str(local),
         CHAT_MODEL=str(local),
     )
@@ -124,9 +125,13 @@ def test_models_download_says_one_line_per_model(run: object, tmp_path: Path) ->
 
     lines = [line for line in output.splitlines() if line.strip()]
     assert code == 1, output  # one model is not in the cache and the hub is offline
-    assert len(lines) == 4, output
+    assert len(lines) == 5, output
     assert lines[0] == f"SENTIMENT_MODEL: tiny/sentiment -> {hub}/models--tiny--sentiment/" + (
         f"snapshots/{COMMIT}"
     )
     assert lines[1].startswith("EMOTION_MODEL: FAILED tiny/not-downloaded: ")
-    assert lines[2:] == [f"SUMMARIZATION_MODEL: local ({local})", f"CHAT_MODEL: local ({local})"]
+    assert lines[2:] == [
+        f"MODERATION_MODEL: local ({local})",
+        f"SUMMARIZATION_MODEL: local ({local})",
+        f"CHAT_MODEL: local ({local})",
+    ]

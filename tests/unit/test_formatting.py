@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bot.cogs.moderation import alert_embed, settings_text, stats_text
+from bot.cogs.moderation.texts import alert_embed, settings_text, stats_text
 from bot.cogs.sentiment import sentiment_embed
 from bot.cogs.summarize import summary_embed
 from bot.formatting import (

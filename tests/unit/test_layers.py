@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
-COGS = sorted((Path(__file__).resolve().parents[2] / "bot" / "cogs").glob("*.py"))
+BOT = Path(__file__).resolve().parents[2] / "bot"
+COGS = sorted((BOT / "cogs").rglob("*.py"))
+SERVICES = sorted((BOT / "services").rglob("*.py"))
 
 
 def imported_modules(path: Path) -> set[str]:
@@ -21,7 +23,7 @@ def imported_modules(path: Path) -> set[str]:
     return names
 
 
-@pytest.mark.parametrize("path", COGS, ids=lambda path: path.name)
+@pytest.mark.parametrize("path", COGS, ids=lambda path: str(path.relative_to(BOT)))
 def test_cogs_never_import_sqlalchemy_or_storage_internals(path: Path) -> None:
     forbidden = {
         name
@@ -30,3 +32,8 @@ def test_cogs_never_import_sqlalchemy_or_storage_internals(path: Path) -> None:
         or name.startswith(("bot.storage.engine", "bot.storage.models"))
     }
     assert forbidden == set()
+
+
+@pytest.mark.parametrize("path", SERVICES, ids=lambda path: str(path.relative_to(BOT)))
+def test_services_never_import_discord(path: Path) -> None:
+    assert {name for name in imported_modules(path) if name.split(".")[0] == "discord"} == set()

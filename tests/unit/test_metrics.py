@@ -17,7 +17,7 @@ from bot.inference.engine import EngineConfig, InferenceEngine
 from bot.inference.worker import ModelWorker, WorkerLimits
 from bot.metrics import Metrics
 from bot.monitoring import MonitoringServer, MonitoringUnavailable
-from bot.services.moderation import CheckedMessage, ModerationService
+from bot.services.moderation import CheckedMessage, Decision, ModerationService
 from bot.settings import Settings
 from bot.storage.engine import SessionFactory, create_engine
 from bot.storage.repositories import GuildSettingsStore, ModerationEventStore
@@ -169,7 +169,7 @@ async def test_moderation_counts_checks_flags_actions_and_decisions(
     assert unchecked[1] is None and first is not None
     event = await service.record(first, settings)
     await service.action_done(event.id, False, "delete")
-    await service.decide(event.id, "timeout", 900)
+    await service.decide(event.id, Decision.TIMEOUT, 900)
 
     assert sample(metrics, "bot_moderation_checks_total") == 3  # not while it was off
     assert sample(metrics, "bot_moderation_flags_total", label="negative") == 2

@@ -13,7 +13,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from bot.cogs.moderation import settings_text
+from bot.cogs.moderation.texts import settings_text
 from bot.errors import BusyError, InvalidInputError, StorageError
 from bot.formatting import MESSAGE_LIMIT
 from bot.inference.engine import InferenceEngine
@@ -22,6 +22,7 @@ from bot.services.moderation import (
     AlertGate,
     AlreadyDecidedError,
     CheckedMessage,
+    Decision,
     ModerationService,
     is_retriable,
     render_chart,
@@ -115,7 +116,7 @@ async def test_events_are_recorded_decided_and_counted(
     event = await service.record(verdict, settings)
     assert not event.action_succeeded  # stored before the action runs
     await service.action_done(event.id, True)
-    decided = await service.decide(event.id, "dismiss", 900)
+    decided = await service.decide(event.id, Decision.DISMISS, 900)
     stats = await service.stats(GUILD, 7)
 
     assert decided.action_succeeded and decided.decision == "dismissed"
@@ -198,7 +199,7 @@ async def test_concurrent_decisions_on_one_event_store_one(
     event = await service.record(verdict, settings)
 
     outcomes = await asyncio.gather(
-        *(service.decide(event.id, "timeout", moderator) for moderator in (7, 8, 9)),
+        *(service.decide(event.id, Decision.TIMEOUT, moderator) for moderator in (7, 8, 9)),
         return_exceptions=True,
     )
 

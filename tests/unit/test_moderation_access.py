@@ -9,13 +9,13 @@ import discord
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bot.cogs.moderation_access import (
+from bot.cogs.moderation.access import (
     ServerRoles,
     ViewOverwrites,
     some_roles_see_only_the_log,
     timeout_refusal,
 )
-from bot.cogs.moderation_alerts import DECISION_FIELD, with_decision
+from bot.cogs.moderation.alerts import DECISION_FIELD, with_decision
 
 OWNER = 1
 ranks = st.integers(min_value=0, max_value=20)

@@ -11,15 +11,13 @@ import discord
 from discord import app_commands
 
 from bot.cogs.errors import report, send_ephemeral
-from bot.cogs.moderation_access import resolve_channel, timeout_refusal
-from bot.cogs.moderation_alerts import AlertBoard
+from bot.cogs.moderation.access import resolve_channel, timeout_refusal
+from bot.cogs.moderation.alerts import AlertBoard
 from bot.errors import InvalidInputError, PermissionDeniedError, UserFacingError
-from bot.services.moderation import ModerationService
+from bot.services.moderation import BUTTON_TIMEOUT_MINUTES, Decision, ModerationService
 from bot.storage.records import ModerationEvent
 
 log = logging.getLogger(__name__)
-
-BUTTON_TIMEOUT_MINUTES = 10
 
 
 class ActionFailedError(UserFacingError):
@@ -44,19 +42,27 @@ class AlertDecisions:
         # One decision at a time per alert; a lock goes once nobody holds or awaits it.
         self._locks: weakref.WeakValueDictionary[int, asyncio.Lock] = weakref.WeakValueDictionary()
 
-    async def handle(self, interaction: discord.Interaction, decision: str, event_id: int) -> None:
+    async def handle(
+        self, interaction: discord.Interaction, decision: Decision, event_id: int
+    ) -> None:
         """Answer a click: every failure becomes a private sentence and the alert stays open."""
         try:  # acknowledge within Discord's 3 s, before waiting on anything
             await interaction.response.defer()
         except discord.HTTPException:
-            log.warning("could not acknowledge alert button %s on event %s", decision, event_id)
+            log.warning(
+                "could not acknowledge alert button %s on event %s", decision.value, event_id
+            )
             return
         try:
             await self._decide(interaction, decision, event_id)
         except Exception as error:
-            await send_ephemeral(interaction, report(error, f"alert button {decision} #{event_id}"))
+            await send_ephemeral(
+                interaction, report(error, f"alert button {decision.value} #{event_id}")
+            )
 
-    async def _decide(self, interaction: discord.Interaction, decision: str, event_id: int) -> None:
+    async def _decide(
+        self, interaction: discord.Interaction, decision: Decision, event_id: int
+    ) -> None:
         lock = self._locks.get(event_id)
         if lock is None:
             lock = self._locks[event_id] = asyncio.Lock()
@@ -103,23 +109,24 @@ class AlertDecisions:
             ) from None
 
     async def _carry_out(
-        self, interaction: discord.Interaction, decision: str, event: ModerationEvent
+        self, interaction: discord.Interaction, decision: Decision, event: ModerationEvent
     ) -> str:
         """Do what the button says, as the clicking member may; returns a note for the alert.
 
         Raises a UserFacingError saying why when it is refused or fails.
         """
-        if decision == "dismiss":
-            if not interaction.permissions.manage_messages:
-                raise app_commands.MissingPermissions(["manage_messages"])
+        # A delete is checked against the flagged channel, not the log channel clicked in.
+        if decision is not Decision.DELETE and not getattr(
+            interaction.permissions, decision.permission
+        ):
+            raise app_commands.MissingPermissions([decision.permission])
+        if decision is Decision.DISMISS:
             return ""
         guild, member = interaction.guild, interaction.user
         if guild is None or not isinstance(member, discord.Member):
             raise InvalidInputError("Alert buttons only work in a server.")
-        if decision == "delete":
+        if decision is Decision.DELETE:
             return await self._delete(guild, member, event, interaction.permissions)
-        if not interaction.permissions.moderate_members:
-            raise app_commands.MissingPermissions(["moderate_members"])
         return await _timeout(guild, member, event)
 
     async def _delete(
