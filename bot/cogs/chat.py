@@ -38,8 +38,27 @@ def location(interaction: discord.Interaction) -> tuple[int, int]:
     return interaction.guild_id, interaction.channel_id
 
 
-def speaker_of(user: discord.abc.User, guild_id: int, channel_id: int) -> Speaker:
-    return Speaker(guild_id, channel_id, user.id, user.display_name)
+def parent_of(channel: object) -> int | None:
+    """A thread's (or forum post's) channel id; None for a channel."""
+    return channel.parent_id if isinstance(channel, discord.Thread) else None
+
+
+def kind_of(channel: object) -> str:
+    """What members call the place: a channel, a thread, or a forum post."""
+    if not isinstance(channel, discord.Thread):
+        return "channel"
+    return "post" if isinstance(channel.parent, discord.ForumChannel) else "thread"
+
+
+def speaker_of(
+    user: discord.abc.User, guild_id: int, channel_id: int, parent_id: int | None = None
+) -> Speaker:
+    return Speaker(guild_id, channel_id, user.id, user.display_name, parent_id)
+
+
+# Channels whose mode and persona a moderator may set from elsewhere (a forum has no
+# messages of its own, so its posts' default is set with `channel:`).
+SettableChannel = discord.TextChannel | discord.ForumChannel
 
 
 def first_message_id(reply: StreamingReply) -> Callable[[], int | None]:
@@ -73,7 +92,7 @@ class ChatCog(commands.Cog):
         message: app_commands.Range[str, 1, MAX_MESSAGE_CHARS],
     ) -> None:
         guild_id, channel_id = location(interaction)
-        speaker = speaker_of(interaction.user, guild_id, channel_id)
+        speaker = speaker_of(interaction.user, guild_id, channel_id, parent_of(interaction.channel))
         send = self._answer_sender(interaction)
         reply = StreamingReply(send, send)
         with self.conversations.line_up(channel_id) as place:
@@ -132,7 +151,9 @@ class ChatCog(commands.Cog):
 
     async def _answer(self, message: discord.Message, place: Place) -> None:
         assert message.guild is not None
-        speaker = speaker_of(message.author, message.guild.id, message.channel.id)
+        speaker = speaker_of(
+            message.author, message.guild.id, message.channel.id, parent_of(message.channel)
+        )
         reply = StreamingReply(
             lambda content: message.channel.send(
                 content,
@@ -186,7 +207,7 @@ class ChatCog(commands.Cog):
             return True
         assert message.guild is not None
         return await self.conversations.is_conversation_channel(
-            message.guild.id, message.channel.id
+            message.guild.id, message.channel.id, parent_of(message.channel)
         )
 
     def _without_mention(self, message: discord.Message) -> str:
@@ -197,32 +218,66 @@ class ChatCog(commands.Cog):
         return text.strip() or message.content
 
     @conversation.command(name="enable", description="Answer every message in this channel")
-    async def enable(self, interaction: discord.Interaction) -> None:
-        await self._set_mode(interaction, enabled=True)
+    @app_commands.describe(channel="Set it for another channel or a forum's posts instead")
+    async def enable(
+        self, interaction: discord.Interaction, channel: SettableChannel | None = None
+    ) -> None:
+        await self._set_mode(interaction, channel, enabled=True)
 
     @conversation.command(name="disable", description="Only answer when mentioned or replied to")
-    async def disable(self, interaction: discord.Interaction) -> None:
-        await self._set_mode(interaction, enabled=False)
+    @app_commands.describe(channel="Set it for another channel or a forum's posts instead")
+    async def disable(
+        self, interaction: discord.Interaction, channel: SettableChannel | None = None
+    ) -> None:
+        await self._set_mode(interaction, channel, enabled=False)
 
-    async def _set_mode(self, interaction: discord.Interaction, *, enabled: bool) -> None:
-        guild_id, channel_id = location(interaction)
+    async def _set_mode(
+        self,
+        interaction: discord.Interaction,
+        channel: SettableChannel | None,
+        *,
+        enabled: bool,
+    ) -> None:
+        guild_id, channel_id, where = _target(interaction, channel)
         await interaction.response.defer(thinking=True)
         await self.conversations.set_mode(guild_id, channel_id, enabled=enabled)
-        state = "on: I'll answer every message here" if enabled else "off: mention me to talk"
-        await interaction.followup.send(f"Conversation mode is {state}.")
+        state = "on: I'll answer every message" if enabled else "off: mention me to talk"
+        await interaction.followup.send(f"Conversation mode is {state} in {where}.")
 
     @conversation.command(name="persona", description="Set how the bot behaves in this channel")
-    @app_commands.describe(text="A system prompt, e.g. 'You are a pirate.' Leave empty to reset.")
+    @app_commands.describe(
+        text="A system prompt, e.g. 'You are a pirate.' Leave empty to reset.",
+        channel="Set it for another channel or a forum's posts instead",
+    )
     async def persona(
         self,
         interaction: discord.Interaction,
         text: app_commands.Range[str, 0, MAX_PERSONA_CHARS] | None = None,
+        channel: SettableChannel | None = None,
     ) -> None:
-        guild_id, channel_id = location(interaction)
+        guild_id, channel_id, where = _target(interaction, channel)
+        parent_id = parent_of(interaction.channel) if channel is None else None
         await interaction.response.defer(thinking=True)
-        persona = await self.conversations.set_persona(guild_id, channel_id, text)
+        persona = await self.conversations.set_persona(guild_id, channel_id, text, parent_id)
         await interaction.followup.send(
-            f"Persona for this channel:\n> {truncate(persona, 1500)}", allowed_mentions=NO_MENTIONS
+            f"Persona for {where}:\n> {truncate(persona, 1500)}", allowed_mentions=NO_MENTIONS
+        )
+
+    @conversation.command(
+        name="inherit", description="In a thread: follow its channel's mode and persona again"
+    )
+    async def inherit(self, interaction: discord.Interaction) -> None:
+        guild_id, channel_id = location(interaction)
+        parent_id = parent_of(interaction.channel)
+        if parent_id is None:
+            raise InvalidInputError("Only a thread or forum post follows a channel's settings.")
+        await interaction.response.defer(thinking=True)
+        settings = await self.conversations.follow_parent(guild_id, channel_id, parent_id)
+        state = "on" if settings.conversation_enabled else "off"
+        await interaction.followup.send(
+            f"This {kind_of(interaction.channel)} follows <#{parent_id}> again: conversation "
+            f"mode is {state}.",
+            allowed_mentions=NO_MENTIONS,
         )
 
     @app_commands.command(name="reset", description="Forget this channel's conversation")
@@ -234,7 +289,8 @@ class ChatCog(commands.Cog):
         await interaction.response.defer(thinking=True)
         removed = await self.conversations.reset(guild_id, channel_id)
         await interaction.followup.send(
-            f"Done - I forgot this channel's conversation ({removed} messages)."
+            f"Done - I forgot this {kind_of(interaction.channel)}'s conversation "
+            f"({removed} messages)."
         )
 
     @app_commands.command(
@@ -260,7 +316,9 @@ class ChatCog(commands.Cog):
         await interaction.response.defer(ephemeral=True, thinking=True)
         remembered = await self.conversations.history(guild_id, channel_id, turns)
         if not remembered:
-            raise InvalidInputError("I don't remember anything of this channel.")
+            raise InvalidInputError(
+                f"I don't remember anything of this {kind_of(interaction.channel)}."
+            )
         lines = [f"**{t.author_name}**: {truncate(t.content, 300)}" for t in remembered]
         for piece in split_message("\n".join(lines)):
             await interaction.followup.send(piece, ephemeral=True, allowed_mentions=NO_MENTIONS)
@@ -277,11 +335,32 @@ def _reply_reference(message: discord.Message) -> discord.MessageReference:
 
 
 def _may_send(message: discord.Message) -> bool:
-    """Whether the bot may send messages where ``message`` was posted (threads: as Discord
-    decides; uncached channels: assumed)."""
+    """Whether the bot may send messages where ``message`` was posted (threads: the parent's
+    send_messages_in_threads; uncached channels: assumed)."""
     channel = message.channel
-    if message.guild is None or isinstance(channel, discord.Thread):
+    if message.guild is None:
         return True
+    if isinstance(channel, discord.Thread):
+        if channel.parent is None:
+            return True
+        # A thread has no overwrites: its parent's apply, with their own send permission.
+        return channel.permissions_for(message.guild.me).send_messages_in_threads
     if not isinstance(channel, discord.abc.GuildChannel):
         return True
     return channel.permissions_for(message.guild.me).send_messages
+
+
+def _target(
+    interaction: discord.Interaction, channel: SettableChannel | None
+) -> tuple[int, int, str]:
+    """Guild id, channel id and wording of the channel a settings command changes: the one
+    named in ``channel:`` (the member must manage it), else where it was used."""
+    guild_id, here = location(interaction)
+    if channel is None:
+        return guild_id, here, f"this {kind_of(interaction.channel)}"
+    if not isinstance(interaction.user, discord.Member) or channel.guild.id != guild_id:
+        raise InvalidInputError("Pick a channel of this server.")
+    if not channel.permissions_for(interaction.user).manage_channels:
+        raise app_commands.MissingPermissions(["manage_channels"])
+    posts = "'s posts" if isinstance(channel, discord.ForumChannel) else ""
+    return guild_id, channel.id, f"<#{channel.id}>{posts}"

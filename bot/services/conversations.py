@@ -15,7 +15,7 @@ from bot.inference.chat import ChatMessage
 from bot.inference.engine import InferenceEngine
 from bot.services.cooldowns import RateLimit
 from bot.services.lines import ChannelBusyError, ChannelLine, Place
-from bot.storage.records import NewTurn, Role, Turn
+from bot.storage.records import ChannelSettings, NewTurn, Role, Turn
 from bot.storage.repositories import ChannelSettingsStore, ConversationStore
 
 log = logging.getLogger(__name__)
@@ -42,6 +42,7 @@ class Speaker:
     channel_id: int
     author_id: int
     author_name: str
+    parent_id: int | None = None  # in a thread or forum post: its channel (settings come from it)
 
 
 class ConversationService:
@@ -152,7 +153,7 @@ class ConversationService:
         if self.was_deleted(message_id):  # deleted while the turn was being written
             await self._turns.delete_turn(question.id)
             return
-        messages = await self._prompt(speaker.guild_id, speaker.channel_id)
+        messages = await self._prompt(speaker.guild_id, speaker.channel_id, speaker.parent_id)
         pieces: list[str] = []
         stream = self._engine.chat_stream(messages, max_new_tokens=self._max_new_tokens)
         async with contextlib.aclosing(stream):  # closing it stops the generation
@@ -180,8 +181,10 @@ class ConversationService:
                 )
             )
 
-    async def _prompt(self, guild_id: int, channel_id: int) -> list[ChatMessage]:
-        settings = await self._channels.get(guild_id, channel_id)
+    async def _prompt(
+        self, guild_id: int, channel_id: int, parent_id: int | None
+    ) -> list[ChatMessage]:
+        settings = await self._channels.resolve(guild_id, channel_id, parent_id)
         turns = await self._turns.recent_turns(guild_id, channel_id, HISTORY_WINDOW)
         messages = [ChatMessage("system", settings.persona or DEFAULT_PERSONA)]
         messages += [_as_message(turn) for turn in turns]
@@ -223,19 +226,37 @@ class ConversationService:
         """Switch channel conversation mode (answer every message) on or off."""
         await self._channels.update(guild_id, channel_id, conversation_enabled=enabled)
 
-    async def is_conversation_channel(self, guild_id: int, channel_id: int) -> bool:
-        """Whether the bot answers every message in this channel."""
-        return (await self._channels.get(guild_id, channel_id)).conversation_enabled
+    async def follow_parent(self, guild_id: int, thread_id: int, parent_id: int) -> ChannelSettings:
+        """A thread drops its own mode and persona and follows its parent channel again;
+        returns the settings now in force there."""
+        await self._channels.update(guild_id, thread_id, clear_mode=True, clear_persona=True)
+        return await self._channels.resolve(guild_id, thread_id, parent_id)
 
-    async def set_persona(self, guild_id: int, channel_id: int, persona: str | None) -> str:
-        """Set (or with None, reset) the channel's persona; returns the one now in force."""
+    async def channel_settings(
+        self, guild_id: int, channel_id: int, parent_id: int | None = None
+    ) -> ChannelSettings:
+        """The mode and persona in force in a channel, or in a thread of ``parent_id``."""
+        return await self._channels.resolve(guild_id, channel_id, parent_id)
+
+    async def is_conversation_channel(
+        self, guild_id: int, channel_id: int, parent_id: int | None = None
+    ) -> bool:
+        """Whether the bot answers every message in this channel (or thread of ``parent_id``)."""
+        return (await self._channels.resolve(guild_id, channel_id, parent_id)).conversation_enabled
+
+    async def set_persona(
+        self, guild_id: int, channel_id: int, persona: str | None, parent_id: int | None = None
+    ) -> str:
+        """Set (or with None, reset) the channel's persona; returns the one now in force
+        (in a thread, a reset persona is the parent channel's)."""
         if persona is not None:
             persona = persona.strip()
             if len(persona) > MAX_PERSONA_CHARS:
                 raise InvalidInputError(f"Keep the persona under {MAX_PERSONA_CHARS} characters.")
-        settings = await self._channels.update(
+        await self._channels.update(
             guild_id, channel_id, persona=persona or None, clear_persona=not persona
         )
+        settings = await self._channels.resolve(guild_id, channel_id, parent_id)
         return settings.persona or DEFAULT_PERSONA
 
     async def prune(self, retention_days: int) -> int:
