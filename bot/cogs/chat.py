@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable, Collection
 from datetime import timedelta
 
 import discord
+from cachetools import LRUCache
 from discord import app_commands
 from discord.ext import commands
 
@@ -29,6 +30,7 @@ log = logging.getLogger(__name__)
 
 # Discord accepts followups and edits for this long after a command was used.
 INTERACTION_TOKEN_LIFETIME = timedelta(minutes=15)
+UNCACHED_PARENTS = 10_000
 
 
 def location(interaction: discord.Interaction) -> tuple[int, int]:
@@ -76,6 +78,8 @@ class ChatCog(commands.Cog):
 
     def __init__(self, bot: Bot) -> None:
         self.bot = bot
+        # Parents of threads the bot had not cached, as Discord told them.
+        self._parents: LRUCache[int, int | None] = LRUCache(UNCACHED_PARENTS)
 
     @property
     def conversations(self) -> ConversationService:
@@ -135,6 +139,21 @@ class ChatCog(commands.Cog):
                 await self._answer(message, place)
 
     @commands.Cog.listener()
+    async def on_raw_thread_delete(self, payload: discord.RawThreadDeleteEvent) -> None:
+        # Discord sends no delete for each message of a deleted thread: forget them all.
+        await self._forget_place(payload.guild_id, payload.thread_id)
+
+    @commands.Cog.listener()
+    async def on_guild_channel_delete(self, channel: discord.abc.GuildChannel) -> None:
+        await self._forget_place(channel.guild.id, channel.id)
+
+    async def _forget_place(self, guild_id: int, channel_id: int) -> None:
+        with contextlib.suppress(StorageError):  # logged where it happened
+            removed = await self.conversations.reset(guild_id, channel_id)
+            if removed:
+                log.info("forgot %d turns of deleted channel %s", removed, channel_id)
+
+    @commands.Cog.listener()
     async def on_raw_message_delete(self, payload: discord.RawMessageDeleteEvent) -> None:
         if payload.guild_id is not None:
             await self._forget_deleted(payload.guild_id, [payload.message_id])
@@ -152,7 +171,7 @@ class ChatCog(commands.Cog):
     async def _answer(self, message: discord.Message, place: Place) -> None:
         assert message.guild is not None
         speaker = speaker_of(
-            message.author, message.guild.id, message.channel.id, parent_of(message.channel)
+            message.author, message.guild.id, message.channel.id, await self._parent(message)
         )
         reply = StreamingReply(
             lambda content: message.channel.send(
@@ -207,8 +226,23 @@ class ChatCog(commands.Cog):
             return True
         assert message.guild is not None
         return await self.conversations.is_conversation_channel(
-            message.guild.id, message.channel.id, parent_of(message.channel)
+            message.guild.id, message.channel.id, await self._parent(message)
         )
+
+    async def _parent(self, message: discord.Message) -> int | None:
+        """The channel of the thread ``message`` was posted in (None: not in a thread), asked of
+        Discord when the bot does not know the thread (its settings come from that channel)."""
+        if not isinstance(message.channel, discord.PartialMessageable):
+            return parent_of(message.channel)
+        if message.channel.id in self._parents:
+            return self._parents[message.channel.id]
+        try:
+            channel = await self.bot.fetch_channel(message.channel.id)
+        except discord.HTTPException as error:
+            log.warning("could not look up channel %s: %s", message.channel.id, error)
+            return None
+        self._parents[message.channel.id] = parent = parent_of(channel)  # a thread never moves
+        return parent
 
     def _without_mention(self, message: discord.Message) -> str:
         text = message.content

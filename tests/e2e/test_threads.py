@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from typing import Any
 
 from bot.client import Bot
@@ -154,3 +156,48 @@ async def test_reset_and_history_of_a_thread_leave_its_channel_alone(
     assert empty == "I don't remember anything of this thread."
     kept = await said(discord_server, "history", None, fake.general)
     assert kept.startswith("**owner**: in the channel")
+
+
+async def test_a_thread_the_bot_never_saw_still_follows_its_channel(
+    bots: BotRunner, discord_server: LoopbackDiscord
+) -> None:
+    fake = discord_server.fake
+    unseen = fake.thread(fake.general, "old talk", cached=False)  # not in GUILD_CREATE
+    bot = await bots.start()
+    prompts = spy_on_prompts(bot)
+    await said(
+        discord_server, "conversation", {"persona": {"text": "You are a pirate."}}, fake.general
+    )
+    await said(discord_server, "conversation", {"enable": {}}, fake.general)
+
+    first = await fake.post_message(unseen, member(fake, "alice"), "hello from the old thread")
+    await answered(discord_server, unseen, first)
+    second = await fake.post_message(unseen, fake.owner, "and again")
+    await answered(discord_server, unseen, second)
+
+    assert [p[0].content for p in prompts] == ["You are a pirate."] * 2
+    lookups = [r for r in fake.requests if r.method == "GET" and r.path.endswith(f"/{unseen}")]
+    assert len(lookups) == 1  # asked once, then remembered
+
+
+async def test_deleting_a_thread_forgets_its_conversation(
+    bot: Bot, discord_server: LoopbackDiscord
+) -> None:
+    fake = discord_server.fake
+    thread = await fake.open_thread(fake.general, "to be deleted")
+    for channel_id in (thread, fake.general):
+        chat = await fake.slash("chat", {"message": "remember this"}, channel_id=channel_id)
+        await discord_server.wait_for(
+            lambda chat=chat: chat.original and CURSOR not in chat.original["content"], 30
+        )
+    conversations = bot.services.conversations
+    assert len(await conversations.history(fake.guild_id, thread, 10)) == 2
+
+    await fake.delete_thread(thread)
+
+    deadline = time.monotonic() + 15
+    while await conversations.history(fake.guild_id, thread, 10):
+        discord_server.check_errors()
+        assert time.monotonic() < deadline, "the deleted thread's turns are still remembered"
+        await asyncio.sleep(0.05)
+    assert len(await conversations.history(fake.guild_id, fake.general, 10)) == 2  # kept

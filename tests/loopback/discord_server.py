@@ -981,6 +981,13 @@ class FakeDiscord:
         event = "THREAD_UPDATE" if channel["type"] in THREAD_TYPES else "CHANNEL_UPDATE"
         await self.gateway.dispatch(event, channel)
 
+    async def delete_thread(self, thread_id: int) -> None:
+        """A moderator deletes a thread with its messages (THREAD_DELETE only, as Discord)."""
+        thread = self.channels.pop(thread_id)
+        self.messages.pop(thread_id)
+        fields = ("id", "guild_id", "parent_id", "type")
+        await self.gateway.dispatch("THREAD_DELETE", {k: thread[k] for k in fields})
+
     async def remove_bot(self) -> None:
         """The bot is kicked from the guild (GUILD_DELETE without ``unavailable``)."""
         await self.gateway.dispatch("GUILD_DELETE", {"id": str(self.guild_id)})
