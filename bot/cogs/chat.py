@@ -396,5 +396,6 @@ def _target(
         raise InvalidInputError("Pick a channel of this server.")
     if not channel.permissions_for(interaction.user).manage_channels:
         raise app_commands.MissingPermissions(["manage_channels"])
-    posts = "'s posts" if isinstance(channel, discord.ForumChannel) else ""
-    return guild_id, channel.id, f"<#{channel.id}>{posts}"
+    if isinstance(channel, discord.ForumChannel):
+        return guild_id, channel.id, f"the posts of <#{channel.id}>"
+    return guild_id, channel.id, f"<#{channel.id}>"

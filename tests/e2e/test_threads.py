@@ -13,7 +13,9 @@ from tests.loopback.discord_server import SEND_MESSAGES_IN_THREADS, FakeDiscord
 from tests.loopback.harness import LoopbackDiscord
 
 
-async def answered(server: LoopbackDiscord, channel_id: int, message: dict[str, Any]) -> str:
+async def answered(
+    server: LoopbackDiscord, channel_id: int, message: dict[str, Any], timeout: float = 30
+) -> str:
     """The bot's finished reply to ``message``."""
     fake = server.fake
     await server.wait_for(
@@ -21,7 +23,7 @@ async def answered(server: LoopbackDiscord, channel_id: int, message: dict[str, 
             message["id"] in replies_to(fake, channel_id)
             and CURSOR not in replies_to(fake, channel_id)[message["id"]]["content"]
         ),
-        30,
+        timeout,
         f"the reply to {message['content']!r}",
     )
     return str(replies_to(fake, channel_id)[message["id"]]["content"])
@@ -103,7 +105,9 @@ async def test_forum_posts_follow_the_forum_set_from_elsewhere(
     enabled = await said(
         discord_server, "conversation", {"enable": {"channel": str(forum)}}, fake.general
     )
-    assert enabled == f"Conversation mode is on: I'll answer every message in <#{forum}>'s posts."
+    assert (
+        enabled == f"Conversation mode is on: I'll answer every message in the posts of <#{forum}>."
+    )
     persona = {"persona": {"text": "You answer questions.", "channel": str(forum)}}
     await said(discord_server, "conversation", persona, fake.general)
     post, opening = await fake.forum_post(forum, "why is the sky blue", alice, "why blue?")
