@@ -9,8 +9,8 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.client import Bot
-from bot.cogs.chat import kind_of, location
 from bot.cogs.first_use import first_use
+from bot.cogs.places import kind_of, location
 from bot.errors import InvalidInputError
 from bot.formatting import NO_MENTIONS, fit_embed, join_within, truncate
 from bot.services.catchup import READ_LIMIT, Catchup, Post, catch_up

@@ -15,6 +15,7 @@ from discord.ext import commands
 from bot.client import Bot
 from bot.cogs.errors import report
 from bot.cogs.first_use import load_first
+from bot.cogs.places import SettableChannel, kind_of, location, parent_of, settings_target
 from bot.cogs.streaming import Send, StreamingReply
 from bot.errors import InvalidInputError, StorageError, UserFacingError
 from bot.formatting import NO_MENTIONS, split_message, truncate
@@ -33,34 +34,10 @@ INTERACTION_TOKEN_LIFETIME = timedelta(minutes=15)
 UNCACHED_PARENTS = 10_000
 
 
-def location(interaction: discord.Interaction) -> tuple[int, int]:
-    """Guild and channel ids of a server interaction."""
-    if interaction.guild_id is None or interaction.channel_id is None:
-        raise InvalidInputError("That command only works in a server channel.")
-    return interaction.guild_id, interaction.channel_id
-
-
-def parent_of(channel: object) -> int | None:
-    """A thread's (or forum post's) channel id; None for a channel."""
-    return channel.parent_id if isinstance(channel, discord.Thread) else None
-
-
-def kind_of(channel: object) -> str:
-    """What members call the place: a channel, a thread, or a forum post."""
-    if not isinstance(channel, discord.Thread):
-        return "channel"
-    return "post" if isinstance(channel.parent, discord.ForumChannel) else "thread"
-
-
 def speaker_of(
     user: discord.abc.User, guild_id: int, channel_id: int, parent_id: int | None = None
 ) -> Speaker:
     return Speaker(guild_id, channel_id, user.id, user.display_name, parent_id)
-
-
-# Channels whose mode and persona a moderator may set from elsewhere (a forum has no
-# messages of its own, so its posts' default is set with `channel:`).
-SettableChannel = discord.TextChannel | discord.ForumChannel
 
 
 def first_message_id(reply: StreamingReply) -> Callable[[], int | None]:
@@ -272,7 +249,7 @@ class ChatCog(commands.Cog):
         *,
         enabled: bool,
     ) -> None:
-        guild_id, channel_id, where = _target(interaction, channel)
+        guild_id, channel_id, where = settings_target(interaction, channel)
         await interaction.response.defer(thinking=True)
         await self.conversations.set_mode(guild_id, channel_id, enabled=enabled)
         state = "on: I'll answer every message" if enabled else "off: mention me to talk"
@@ -289,7 +266,7 @@ class ChatCog(commands.Cog):
         text: app_commands.Range[str, 0, MAX_PERSONA_CHARS] | None = None,
         channel: SettableChannel | None = None,
     ) -> None:
-        guild_id, channel_id, where = _target(interaction, channel)
+        guild_id, channel_id, where = settings_target(interaction, channel)
         parent_id = parent_of(interaction.channel) if channel is None else None
         await interaction.response.defer(thinking=True)
         persona = await self.conversations.set_persona(guild_id, channel_id, text, parent_id)
@@ -382,20 +359,3 @@ def _may_send(message: discord.Message) -> bool:
     if not isinstance(channel, discord.abc.GuildChannel):
         return True
     return channel.permissions_for(message.guild.me).send_messages
-
-
-def _target(
-    interaction: discord.Interaction, channel: SettableChannel | None
-) -> tuple[int, int, str]:
-    """Guild id, channel id and wording of the channel a settings command changes: the one
-    named in ``channel:`` (the member must manage it), else where it was used."""
-    guild_id, here = location(interaction)
-    if channel is None:
-        return guild_id, here, f"this {kind_of(interaction.channel)}"
-    if not isinstance(interaction.user, discord.Member) or channel.guild.id != guild_id:
-        raise InvalidInputError("Pick a channel of this server.")
-    if not channel.permissions_for(interaction.user).manage_channels:
-        raise app_commands.MissingPermissions(["manage_channels"])
-    if isinstance(channel, discord.ForumChannel):
-        return guild_id, channel.id, f"the posts of <#{channel.id}>"
-    return guild_id, channel.id, f"<#{channel.id}>"
