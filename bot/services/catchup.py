@@ -18,7 +18,8 @@ from bot.services.summaries import ChannelMessage, ChannelSummary, SummaryServic
 READ_LIMIT = 200
 # Mentions and replies listed one by one (the newest ones); the count says how many more.
 MAX_FOR_YOU = 10
-# When the rest is too short to summarise, its newest messages are shown as they are.
+# Up to this many other messages are shown as they are, not summarised (so are the newest
+# ones when there is too little text to summarise).
 MAX_LISTED = 5
 
 
@@ -93,10 +94,12 @@ async def catch_up(
     summary: ChannelSummary | None = None
     listed: list[Post] = []
     written = [p for p in others if not p.author_is_bot and p.content.strip()]
-    if written:
+    if len(written) <= MAX_LISTED:  # a few messages read faster as they are than summarised
+        listed = written
+    else:
         try:
             summary = await summaries.summarize_messages([_as_channel_message(p) for p in others])
-        except InvalidInputError:  # too little to summarise: show it as it is
+        except InvalidInputError:  # too little text to summarise: show the newest as they are
             listed = written[-MAX_LISTED:]
     unlisted = 0 if summary else len(others) - len(listed)
     return Catchup(

@@ -125,16 +125,18 @@ async def test_catchup_in_a_quiet_thread_lists_what_little_there_is(
     fake = discord_server.fake
     alice, bob = people(fake, "alice", "bob")
     thread = await fake.open_thread(fake.general, "plans")
-    past = Channel(fake, thread, 3)
+    past = Channel(fake, thread, 4)
     past.say(alice, "anyone?")
-    short = past.say(bob, "yes")
+    answers = [past.say(bob, "yes"), past.say(bob, "we meet at eight at the station, bring a coat")]
 
     embed = await shown(discord_server, await fake.slash("catchup", user=alice, channel_id=thread))
-    assert embed["title"] == "1 new message in this thread since yours"
-    assert embed["description"].splitlines()[-2:] == [
+    assert embed["title"] == "2 new messages in this thread since yours"
+    base = f"https://discord.com/channels/{fake.guild_id}/{thread}"
+    assert embed["description"].splitlines()[-3:] == [
         "**The rest**",
-        f"• **bob** [→](https://discord.com/channels/{fake.guild_id}/{thread}/{short['id']}): yes",
+        *(f"• **bob** [→]({base}/{m['id']}): {m['content']}" for m in answers),
     ]
+    assert bot.services.engine.worker("summarization").batches_run == 0  # read, not summarised
 
     past.say(alice, "thanks")
     nothing = await fake.slash("catchup", user=alice, channel_id=thread)
