@@ -8,12 +8,14 @@ from collections.abc import Awaitable, Callable, Collection
 from datetime import timedelta
 
 import discord
+from cachetools import LRUCache
 from discord import app_commands
 from discord.ext import commands
 
 from bot.client import Bot
 from bot.cogs.errors import report
 from bot.cogs.first_use import load_first
+from bot.cogs.places import SettableChannel, kind_of, location, parent_of, settings_target
 from bot.cogs.streaming import Send, StreamingReply
 from bot.errors import InvalidInputError, StorageError, UserFacingError
 from bot.formatting import NO_MENTIONS, split_message, truncate
@@ -29,17 +31,13 @@ log = logging.getLogger(__name__)
 
 # Discord accepts followups and edits for this long after a command was used.
 INTERACTION_TOKEN_LIFETIME = timedelta(minutes=15)
+UNCACHED_PARENTS = 10_000
 
 
-def location(interaction: discord.Interaction) -> tuple[int, int]:
-    """Guild and channel ids of a server interaction."""
-    if interaction.guild_id is None or interaction.channel_id is None:
-        raise InvalidInputError("That command only works in a server channel.")
-    return interaction.guild_id, interaction.channel_id
-
-
-def speaker_of(user: discord.abc.User, guild_id: int, channel_id: int) -> Speaker:
-    return Speaker(guild_id, channel_id, user.id, user.display_name)
+def speaker_of(
+    user: discord.abc.User, guild_id: int, channel_id: int, parent_id: int | None = None
+) -> Speaker:
+    return Speaker(guild_id, channel_id, user.id, user.display_name, parent_id)
 
 
 def first_message_id(reply: StreamingReply) -> Callable[[], int | None]:
@@ -57,6 +55,8 @@ class ChatCog(commands.Cog):
 
     def __init__(self, bot: Bot) -> None:
         self.bot = bot
+        # Parents of threads the bot had not cached, as Discord told them.
+        self._parents: LRUCache[int, int | None] = LRUCache(UNCACHED_PARENTS)
 
     @property
     def conversations(self) -> ConversationService:
@@ -73,7 +73,7 @@ class ChatCog(commands.Cog):
         message: app_commands.Range[str, 1, MAX_MESSAGE_CHARS],
     ) -> None:
         guild_id, channel_id = location(interaction)
-        speaker = speaker_of(interaction.user, guild_id, channel_id)
+        speaker = speaker_of(interaction.user, guild_id, channel_id, parent_of(interaction.channel))
         send = self._answer_sender(interaction)
         reply = StreamingReply(send, send)
         with self.conversations.line_up(channel_id) as place:
@@ -116,6 +116,21 @@ class ChatCog(commands.Cog):
                 await self._answer(message, place)
 
     @commands.Cog.listener()
+    async def on_raw_thread_delete(self, payload: discord.RawThreadDeleteEvent) -> None:
+        # Discord sends no delete for each message of a deleted thread: forget them all.
+        await self._forget_place(payload.guild_id, payload.thread_id)
+
+    @commands.Cog.listener()
+    async def on_guild_channel_delete(self, channel: discord.abc.GuildChannel) -> None:
+        await self._forget_place(channel.guild.id, channel.id)
+
+    async def _forget_place(self, guild_id: int, channel_id: int) -> None:
+        with contextlib.suppress(StorageError):  # logged where it happened
+            removed = await self.conversations.reset(guild_id, channel_id)
+            if removed:
+                log.info("forgot %d turns of deleted channel %s", removed, channel_id)
+
+    @commands.Cog.listener()
     async def on_raw_message_delete(self, payload: discord.RawMessageDeleteEvent) -> None:
         if payload.guild_id is not None:
             await self._forget_deleted(payload.guild_id, [payload.message_id])
@@ -132,7 +147,9 @@ class ChatCog(commands.Cog):
 
     async def _answer(self, message: discord.Message, place: Place) -> None:
         assert message.guild is not None
-        speaker = speaker_of(message.author, message.guild.id, message.channel.id)
+        speaker = speaker_of(
+            message.author, message.guild.id, message.channel.id, await self._parent(message)
+        )
         reply = StreamingReply(
             lambda content: message.channel.send(
                 content,
@@ -186,8 +203,23 @@ class ChatCog(commands.Cog):
             return True
         assert message.guild is not None
         return await self.conversations.is_conversation_channel(
-            message.guild.id, message.channel.id
+            message.guild.id, message.channel.id, await self._parent(message)
         )
+
+    async def _parent(self, message: discord.Message) -> int | None:
+        """The channel of the thread ``message`` was posted in (None: not in a thread), asked of
+        Discord when the bot does not know the thread (its settings come from that channel)."""
+        if not isinstance(message.channel, discord.PartialMessageable):
+            return parent_of(message.channel)
+        if message.channel.id in self._parents:
+            return self._parents[message.channel.id]
+        try:
+            channel = await self.bot.fetch_channel(message.channel.id)
+        except discord.HTTPException as error:
+            log.warning("could not look up channel %s: %s", message.channel.id, error)
+            return None
+        self._parents[message.channel.id] = parent = parent_of(channel)  # a thread never moves
+        return parent
 
     def _without_mention(self, message: discord.Message) -> str:
         text = message.content
@@ -197,32 +229,66 @@ class ChatCog(commands.Cog):
         return text.strip() or message.content
 
     @conversation.command(name="enable", description="Answer every message in this channel")
-    async def enable(self, interaction: discord.Interaction) -> None:
-        await self._set_mode(interaction, enabled=True)
+    @app_commands.describe(channel="Set it for another channel or a forum's posts instead")
+    async def enable(
+        self, interaction: discord.Interaction, channel: SettableChannel | None = None
+    ) -> None:
+        await self._set_mode(interaction, channel, enabled=True)
 
     @conversation.command(name="disable", description="Only answer when mentioned or replied to")
-    async def disable(self, interaction: discord.Interaction) -> None:
-        await self._set_mode(interaction, enabled=False)
+    @app_commands.describe(channel="Set it for another channel or a forum's posts instead")
+    async def disable(
+        self, interaction: discord.Interaction, channel: SettableChannel | None = None
+    ) -> None:
+        await self._set_mode(interaction, channel, enabled=False)
 
-    async def _set_mode(self, interaction: discord.Interaction, *, enabled: bool) -> None:
-        guild_id, channel_id = location(interaction)
+    async def _set_mode(
+        self,
+        interaction: discord.Interaction,
+        channel: SettableChannel | None,
+        *,
+        enabled: bool,
+    ) -> None:
+        guild_id, channel_id, where = settings_target(interaction, channel)
         await interaction.response.defer(thinking=True)
         await self.conversations.set_mode(guild_id, channel_id, enabled=enabled)
-        state = "on: I'll answer every message here" if enabled else "off: mention me to talk"
-        await interaction.followup.send(f"Conversation mode is {state}.")
+        state = "on: I'll answer every message" if enabled else "off: mention me to talk"
+        await interaction.followup.send(f"Conversation mode is {state} in {where}.")
 
     @conversation.command(name="persona", description="Set how the bot behaves in this channel")
-    @app_commands.describe(text="A system prompt, e.g. 'You are a pirate.' Leave empty to reset.")
+    @app_commands.describe(
+        text="A system prompt, e.g. 'You are a pirate.' Leave empty to reset.",
+        channel="Set it for another channel or a forum's posts instead",
+    )
     async def persona(
         self,
         interaction: discord.Interaction,
         text: app_commands.Range[str, 0, MAX_PERSONA_CHARS] | None = None,
+        channel: SettableChannel | None = None,
     ) -> None:
-        guild_id, channel_id = location(interaction)
+        guild_id, channel_id, where = settings_target(interaction, channel)
+        parent_id = parent_of(interaction.channel) if channel is None else None
         await interaction.response.defer(thinking=True)
-        persona = await self.conversations.set_persona(guild_id, channel_id, text)
+        persona = await self.conversations.set_persona(guild_id, channel_id, text, parent_id)
         await interaction.followup.send(
-            f"Persona for this channel:\n> {truncate(persona, 1500)}", allowed_mentions=NO_MENTIONS
+            f"Persona for {where}:\n> {truncate(persona, 1500)}", allowed_mentions=NO_MENTIONS
+        )
+
+    @conversation.command(
+        name="inherit", description="In a thread: follow its channel's mode and persona again"
+    )
+    async def inherit(self, interaction: discord.Interaction) -> None:
+        guild_id, channel_id = location(interaction)
+        parent_id = parent_of(interaction.channel)
+        if parent_id is None:
+            raise InvalidInputError("Only a thread or forum post follows a channel's settings.")
+        await interaction.response.defer(thinking=True)
+        settings = await self.conversations.follow_parent(guild_id, channel_id, parent_id)
+        state = "on" if settings.conversation_enabled else "off"
+        await interaction.followup.send(
+            f"This {kind_of(interaction.channel)} follows <#{parent_id}> again: conversation "
+            f"mode is {state}.",
+            allowed_mentions=NO_MENTIONS,
         )
 
     @app_commands.command(name="reset", description="Forget this channel's conversation")
@@ -234,7 +300,8 @@ class ChatCog(commands.Cog):
         await interaction.response.defer(thinking=True)
         removed = await self.conversations.reset(guild_id, channel_id)
         await interaction.followup.send(
-            f"Done - I forgot this channel's conversation ({removed} messages)."
+            f"Done - I forgot this {kind_of(interaction.channel)}'s conversation "
+            f"({removed} messages)."
         )
 
     @app_commands.command(
@@ -261,7 +328,9 @@ class ChatCog(commands.Cog):
         remembered = await self.conversations.history(guild_id, channel_id, turns)
         summary = await self.conversations.summary(guild_id, channel_id)
         if not remembered and summary is None:
-            raise InvalidInputError("I don't remember anything of this channel.")
+            raise InvalidInputError(
+                f"I don't remember anything of this {kind_of(interaction.channel)}."
+            )
         lines = [f"**{t.author_name}**: {truncate(t.content, 300)}" for t in remembered]
         if summary is not None:
             lines.insert(
@@ -284,11 +353,16 @@ def _reply_reference(message: discord.Message) -> discord.MessageReference:
 
 
 def _may_send(message: discord.Message) -> bool:
-    """Whether the bot may send messages where ``message`` was posted (threads: as Discord
-    decides; uncached channels: assumed)."""
+    """Whether the bot may send messages where ``message`` was posted (threads: the parent's
+    send_messages_in_threads; uncached channels: assumed)."""
     channel = message.channel
-    if message.guild is None or isinstance(channel, discord.Thread):
+    if message.guild is None:
         return True
+    if isinstance(channel, discord.Thread):
+        if channel.parent is None:
+            return True
+        # A thread has no overwrites: its parent's apply, with their own send permission.
+        return channel.permissions_for(message.guild.me).send_messages_in_threads
     if not isinstance(channel, discord.abc.GuildChannel):
         return True
     return channel.permissions_for(message.guild.me).send_messages

@@ -17,7 +17,14 @@ from bot.services.cooldowns import RateLimit
 from bot.services.lines import ChannelBusyError, ChannelLine, Place
 from bot.services.memory import ConversationMemory
 from bot.services.prompts import LeadingNameFilter, conversation_prompt, speaker_names
-from bot.storage.records import ConversationSummary, NewTurn, RememberedChannel, Role, Turn
+from bot.storage.records import (
+    ChannelSettings,
+    ConversationSummary,
+    NewTurn,
+    RememberedChannel,
+    Role,
+    Turn,
+)
 from bot.storage.repositories import ChannelSettingsStore, ConversationStore
 
 log = logging.getLogger(__name__)
@@ -44,6 +51,7 @@ class Speaker:
     channel_id: int
     author_id: int
     author_name: str
+    parent_id: int | None = None  # in a thread or forum post: its channel (settings come from it)
 
 
 class ConversationService:
@@ -208,7 +216,7 @@ class ConversationService:
     async def _prompt(self, speaker: Speaker) -> tuple[list[ChatMessage], list[str]]:
         """The messages for the model, and the names its answer must not open with."""
         guild_id, channel_id = speaker.guild_id, speaker.channel_id
-        settings = await self._channels.get(guild_id, channel_id)
+        settings = await self._channels.resolve(guild_id, channel_id, speaker.parent_id)
         summary: str | None = None
         if self.memory is None:
             turns = await self._turns.recent_turns(guild_id, channel_id, HISTORY_WINDOW)
@@ -281,19 +289,37 @@ class ConversationService:
         """Switch channel conversation mode (answer every message) on or off."""
         await self._channels.update(guild_id, channel_id, conversation_enabled=enabled)
 
-    async def is_conversation_channel(self, guild_id: int, channel_id: int) -> bool:
-        """Whether the bot answers every message in this channel."""
-        return (await self._channels.get(guild_id, channel_id)).conversation_enabled
+    async def follow_parent(self, guild_id: int, thread_id: int, parent_id: int) -> ChannelSettings:
+        """A thread drops its own mode and persona and follows its parent channel again;
+        returns the settings now in force there."""
+        await self._channels.update(guild_id, thread_id, clear_mode=True, clear_persona=True)
+        return await self._channels.resolve(guild_id, thread_id, parent_id)
 
-    async def set_persona(self, guild_id: int, channel_id: int, persona: str | None) -> str:
-        """Set (or with None, reset) the channel's persona; returns the one now in force."""
+    async def channel_settings(
+        self, guild_id: int, channel_id: int, parent_id: int | None = None
+    ) -> ChannelSettings:
+        """The mode and persona in force in a channel, or in a thread of ``parent_id``."""
+        return await self._channels.resolve(guild_id, channel_id, parent_id)
+
+    async def is_conversation_channel(
+        self, guild_id: int, channel_id: int, parent_id: int | None = None
+    ) -> bool:
+        """Whether the bot answers every message in this channel (or thread of ``parent_id``)."""
+        return (await self._channels.resolve(guild_id, channel_id, parent_id)).conversation_enabled
+
+    async def set_persona(
+        self, guild_id: int, channel_id: int, persona: str | None, parent_id: int | None = None
+    ) -> str:
+        """Set (or with None, reset) the channel's persona; returns the one now in force
+        (in a thread, a reset persona is the parent channel's)."""
         if persona is not None:
             persona = persona.strip()
             if len(persona) > MAX_PERSONA_CHARS:
                 raise InvalidInputError(f"Keep the persona under {MAX_PERSONA_CHARS} characters.")
-        settings = await self._channels.update(
+        await self._channels.update(
             guild_id, channel_id, persona=persona or None, clear_persona=not persona
         )
+        settings = await self._channels.resolve(guild_id, channel_id, parent_id)
         return settings.persona or DEFAULT_PERSONA
 
     async def prune(self, retention_days: int) -> int:

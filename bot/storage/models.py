@@ -63,7 +63,8 @@ class ChannelSettingsRow(Base):
 
     channel_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     guild_id: Mapped[int] = mapped_column(BigInteger, index=True)
-    conversation_enabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    # NULL: not set on this channel (a thread then follows its parent channel; a channel is off).
+    conversation_enabled: Mapped[bool | None] = mapped_column(Boolean)
     persona: Mapped[str | None] = mapped_column(Text)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 

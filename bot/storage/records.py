@@ -89,10 +89,42 @@ class GuildSettings:
 
 @dataclass(frozen=True, slots=True)
 class ChannelSettings:
+    """The settings in force in a channel or thread (its own, else its parent's)."""
+
     channel_id: int
     guild_id: int
     conversation_enabled: bool = False
     persona: str | None = None
+    # Which of them come from the thread's parent channel rather than the thread itself.
+    mode_inherited: bool = False
+    persona_inherited: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelOverrides:
+    """What one channel or thread set itself; None: not set here (a thread follows its parent)."""
+
+    channel_id: int
+    guild_id: int
+    conversation_enabled: bool | None = None
+    persona: str | None = None
+
+
+def effective_settings(own: ChannelOverrides, parent: ChannelOverrides | None) -> ChannelSettings:
+    """A channel's settings in force: each one it set itself, else its parent's, else the
+    default (threads and forum posts inherit from their channel; a channel has no parent)."""
+    mode_inherited = own.conversation_enabled is None and parent is not None
+    persona_inherited = own.persona is None and parent is not None
+    mode = parent.conversation_enabled if mode_inherited and parent else own.conversation_enabled
+    persona = parent.persona if persona_inherited and parent else own.persona
+    return ChannelSettings(
+        channel_id=own.channel_id,
+        guild_id=own.guild_id,
+        conversation_enabled=bool(mode),
+        persona=persona,
+        mode_inherited=mode_inherited and mode is not None,
+        persona_inherited=persona_inherited and persona is not None,
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,6 +23,7 @@ from bot.storage.models import (
 from bot.storage.records import (
     UNDECIDED,
     ChannelMemory,
+    ChannelOverrides,
     ChannelSettings,
     ConversationSummary,
     GuildSettings,
@@ -35,6 +36,7 @@ from bot.storage.records import (
     RememberedChannel,
     Role,
     Turn,
+    effective_settings,
 )
 
 
@@ -363,8 +365,8 @@ class GuildSettingsStore:
 _GUILD_FIELDS = frozenset(GuildSettings.__dataclass_fields__)
 
 
-def _channel_settings(row: ChannelSettingsRow) -> ChannelSettings:
-    return ChannelSettings(
+def _channel_overrides(row: ChannelSettingsRow) -> ChannelOverrides:
+    return ChannelOverrides(
         channel_id=row.channel_id,
         guild_id=row.guild_id,
         conversation_enabled=row.conversation_enabled,
@@ -373,15 +375,31 @@ def _channel_settings(row: ChannelSettingsRow) -> ChannelSettings:
 
 
 class ChannelSettingsStore:
-    """Per-channel settings (conversation mode, persona)."""
+    """Per-channel settings (conversation mode, persona); threads inherit their parent's."""
 
     def __init__(self, sessions: SessionFactory) -> None:
         self._sessions = sessions
-        self._cache: SettingsCache[tuple[int, int], ChannelSettings] = SettingsCache()
+        self._cache: SettingsCache[tuple[int, int], ChannelOverrides] = SettingsCache()
 
     @storage_call
     async def get(self, guild_id: int, channel_id: int) -> ChannelSettings:
-        """The channel's settings, defaults when never changed."""
+        """The channel's settings on their own (no parent), defaults when never changed."""
+        return effective_settings(await self.overrides(guild_id, channel_id), None)
+
+    @storage_call
+    async def resolve(
+        self, guild_id: int, channel_id: int, parent_id: int | None = None
+    ) -> ChannelSettings:
+        """The settings in force in a channel, or in a thread or forum post of ``parent_id``:
+        what the thread set itself, else what its parent channel set, else the defaults."""
+        own = await self.overrides(guild_id, channel_id)
+        if parent_id is None or parent_id == channel_id:
+            return effective_settings(own, None)
+        return effective_settings(own, await self.overrides(guild_id, parent_id))
+
+    @storage_call
+    async def overrides(self, guild_id: int, channel_id: int) -> ChannelOverrides:
+        """What the channel set itself (None where it set nothing)."""
         return await self._cache.get(
             (guild_id, channel_id), lambda: self._load(guild_id, channel_id)
         )
@@ -390,12 +408,12 @@ class ChannelSettingsStore:
         """Drop the cached settings of the guild's channels (the bot left it; rows stay)."""
         self._cache.forget(lambda key: key[0] == guild_id)
 
-    async def _load(self, guild_id: int, channel_id: int) -> ChannelSettings:
+    async def _load(self, guild_id: int, channel_id: int) -> ChannelOverrides:
         async with self._sessions() as session:
             row = await session.get(ChannelSettingsRow, channel_id)
         if row is None or row.guild_id != guild_id:
-            return ChannelSettings(channel_id=channel_id, guild_id=guild_id)
-        return _channel_settings(row)
+            return ChannelOverrides(channel_id=channel_id, guild_id=guild_id)
+        return _channel_overrides(row)
 
     @storage_call
     async def update(
@@ -406,8 +424,10 @@ class ChannelSettingsStore:
         conversation_enabled: bool | None = None,
         persona: str | None = None,
         clear_persona: bool = False,
+        clear_mode: bool = False,
     ) -> ChannelSettings:
-        """Change conversation mode and/or persona and return the result."""
+        """Change conversation mode and/or persona (``clear_*``: unset them, so that a thread
+        follows its parent again) and return the channel's own settings."""
         async with self._sessions() as session, session.begin():
             # Write first, read second (see GuildSettingsStore.update).
             await insert_if_missing(
@@ -416,24 +436,27 @@ class ChannelSettingsStore:
                 {
                     "channel_id": channel_id,
                     "guild_id": guild_id,
-                    "conversation_enabled": False,
+                    "conversation_enabled": None,
                     "persona": None,
                     "updated_at": utcnow(),
                 },
             )
             row = await session.get(ChannelSettingsRow, channel_id, with_for_update=True)
             assert row is not None
-            if conversation_enabled is not None:
+            if conversation_enabled is not None or clear_mode:
                 row.conversation_enabled = conversation_enabled
             if persona is not None or clear_persona:
                 row.persona = persona
             row.updated_at = utcnow()
-        return self._cache.put((guild_id, channel_id), _channel_settings(row))
+        own = self._cache.put((guild_id, channel_id), _channel_overrides(row))
+        return effective_settings(own, None)
 
     @storage_call
     async def conversation_channels(self) -> set[int]:
         """Ids of every channel with conversation mode on."""
-        query = select(ChannelSettingsRow.channel_id).where(ChannelSettingsRow.conversation_enabled)
+        query = select(ChannelSettingsRow.channel_id).where(
+            ChannelSettingsRow.conversation_enabled.is_(True)
+        )
         async with self._sessions() as session:
             return set((await session.scalars(query)).all())
 

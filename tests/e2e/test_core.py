@@ -18,6 +18,7 @@ EXPECTED_COMMANDS = {
     "reset",
     "forget",
     "history",
+    "catchup",
     "Analyze sentiment",
 }
 

@@ -29,11 +29,14 @@ VIEW_CHANNEL = 1 << 10
 MANAGE_MESSAGES = 1 << 13
 SEND_MESSAGES = 1 << 11
 READ_MESSAGE_HISTORY = 1 << 16
+SEND_MESSAGES_IN_THREADS = 1 << 38
 MODERATE_MEMBERS = 1 << 40
 ALL_PERMISSIONS = (1 << 53) - 1
-EVERYONE_PERMISSIONS = (1 << 10) | (1 << 11) | (1 << 16) | (1 << 31)  # view, send, history, slash
+# view, send, history, slash commands, send in threads (as Discord's default @everyone)
+EVERYONE_PERMISSIONS = (1 << 10) | (1 << 11) | (1 << 16) | (1 << 31) | SEND_MESSAGES_IN_THREADS
 ROLE_OVERWRITE, MEMBER_OVERWRITE = 0, 1
 PUBLIC_THREAD, PRIVATE_THREAD = 11, 12
+FORUM = 15
 THREAD_TYPES = frozenset({10, PUBLIC_THREAD, PRIVATE_THREAD})
 # Discord's limits on what a message may carry (it answers 400, code 50035, beyond them).
 CONTENT_LIMIT = 2000
@@ -302,8 +305,44 @@ class FakeDiscord:
             self.uncached.add(channel_id)
         return channel_id
 
+    def forum(self, name: str, *, guild_id: int | None = None) -> int:
+        """A forum channel: no messages of its own, every post is a thread of it."""
+        forum_id = self.channel(name, guild_id=guild_id)
+        self.channels[forum_id].update(
+            type=FORUM,
+            available_tags=[],
+            default_reaction_emoji=None,
+            default_sort_order=None,
+            default_forum_layout=0,
+            default_thread_rate_limit_per_user=0,
+            rate_limit_per_user=0,
+            topic=None,
+            flags=0,
+        )
+        return forum_id
+
+    async def forum_post(
+        self, forum_id: int, title: str, author: dict[str, Any], content: str
+    ) -> tuple[int, dict[str, Any]]:
+        """A member opens a forum post: THREAD_CREATE, then its starter message, whose id is
+        the thread's (as on Discord). Returns the post's id and that message."""
+        post_id = self.thread(forum_id, title, owner_id=int(author["id"]))
+        await self.gateway.dispatch(
+            "THREAD_CREATE", {**self.channels[post_id], "newly_created": True}
+        )
+        message = self.message_payload(post_id, author, content, id=str(post_id))
+        self.messages[post_id].append(message)
+        await self.gateway.dispatch("MESSAGE_CREATE", self._as_event(message))
+        return post_id, message
+
     def thread(
-        self, parent_id: int, name: str, *, private: bool = False, cached: bool = True
+        self,
+        parent_id: int,
+        name: str,
+        *,
+        private: bool = False,
+        cached: bool = True,
+        owner_id: int | None = None,
     ) -> int:
         """A thread of a channel (in GUILD_CREATE's threads unless ``cached=False``)."""
         thread_id = self.snowflake()
@@ -312,9 +351,9 @@ class FakeDiscord:
             "id": str(thread_id),
             "type": PRIVATE_THREAD if private else PUBLIC_THREAD,
             "name": name,
-            "guild_id": str(self.guild_id),
+            "guild_id": self.channels[parent_id]["guild_id"],
             "parent_id": str(parent_id),
-            "owner_id": self.owner["id"],
+            "owner_id": str(owner_id) if owner_id else self.owner["id"],
             "last_message_id": None,
             "rate_limit_per_user": 0,
             "message_count": 0,
@@ -834,10 +873,11 @@ class FakeDiscord:
         channel_id = int(request.match_info["cid"])
         body = request[BODY] or {}
         channel = self.channels.get(channel_id)
+        # In a thread (or forum post) the parent's overwrites decide, with their own permission.
+        needed = SEND_MESSAGES_IN_THREADS if channel and "parent_id" in channel else SEND_MESSAGES
         if (
             channel is not None
-            and "parent_id" not in channel  # (threads have a permission of their own)
-            and not self.member_permissions(int(self.bot_user["id"]), channel_id) & SEND_MESSAGES
+            and not self.member_permissions(int(self.bot_user["id"]), channel_id) & needed
         ):
             return json_response({"message": "Missing Permissions", "code": 50013}, 403)
         extra = {k: body[k] for k in ("embeds", "components", "flags") if k in body}
@@ -941,6 +981,13 @@ class FakeDiscord:
         event = "THREAD_UPDATE" if channel["type"] in THREAD_TYPES else "CHANNEL_UPDATE"
         await self.gateway.dispatch(event, channel)
 
+    async def delete_thread(self, thread_id: int) -> None:
+        """A moderator deletes a thread with its messages (THREAD_DELETE only, as Discord)."""
+        thread = self.channels.pop(thread_id)
+        self.messages.pop(thread_id)
+        fields = ("id", "guild_id", "parent_id", "type")
+        await self.gateway.dispatch("THREAD_DELETE", {k: thread[k] for k in fields})
+
     async def remove_bot(self) -> None:
         """The bot is kicked from the guild (GUILD_DELETE without ``unavailable``)."""
         await self.gateway.dispatch("GUILD_DELETE", {"id": str(self.guild_id)})
@@ -1027,7 +1074,7 @@ class FakeDiscord:
         }
         if options:
             data["options"] = self._options(command, options)
-            resolved = {**self._resolved(data["options"]), **(resolved or {})}
+            resolved = {**self._resolved(data["options"], int(user["id"])), **(resolved or {})}
         if target_id is not None:
             data["target_id"] = str(target_id)
         if resolved:
@@ -1094,15 +1141,17 @@ class FakeDiscord:
         await self.gateway.dispatch("INTERACTION_CREATE", payload)
         return interaction
 
-    def _resolved(self, options: list[dict[str, Any]]) -> dict[str, Any]:
-        """Channel and role options come with their objects, as Discord sends them."""
+    def _resolved(self, options: list[dict[str, Any]], user_id: int) -> dict[str, Any]:
+        """Channel and role options come with their objects, as Discord sends them (a channel
+        with the invoking member's permissions in it)."""
         resolved: dict[str, dict[str, Any]] = {}
         for option in options:
             if option["type"] in (1, 2):
-                for kind, found in self._resolved(option.get("options") or []).items():
+                for kind, found in self._resolved(option.get("options") or [], user_id).items():
                     resolved.setdefault(kind, {}).update(found)
             elif option["type"] == 7:
-                channel = {**self.channels[int(option["value"])], "permissions": "0"}
+                permissions = self.member_permissions(user_id, int(option["value"]))
+                channel = {**self.channels[int(option["value"])], "permissions": str(permissions)}
                 resolved.setdefault("channels", {})[str(option["value"])] = channel
             elif option["type"] == 8:
                 roles = (r for guild in self.guilds.values() for r in guild.roles)
