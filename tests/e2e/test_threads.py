@@ -7,10 +7,16 @@ import time
 from typing import Any
 
 from bot.client import Bot
+from bot.inference.chat import ChatMessage
 from tests.e2e.conftest import BotRunner
 from tests.e2e.test_chat import CURSOR, replies_to, spy_on_prompts
 from tests.loopback.discord_server import SEND_MESSAGES_IN_THREADS, FakeDiscord
 from tests.loopback.harness import LoopbackDiscord
+
+
+def persona(prompt: list[ChatMessage]) -> str:
+    """The persona part of a prompt's system message (the speaker's name follows it)."""
+    return prompt[0].content.split("\n\n")[0]
 
 
 async def answered(
@@ -56,8 +62,8 @@ async def test_a_thread_follows_its_channel_until_it_sets_its_own_and_keeps_its_
 
     first = await fake.post_message(thread, alice, "hello thread")
     await answered(discord_server, thread, first)
-    assert prompts[-1][0].content == "You are a pirate."  # the channel's persona
-    assert [m.content for m in prompts[-1][1:]] == ["alice: hello thread"]  # its own memory
+    assert persona(prompts[-1]) == "You are a pirate."  # the channel's persona
+    assert [m.content for m in prompts[-1][1:]] == ["hello thread"]  # its own memory
 
     own = await said(
         discord_server, "conversation", {"persona": {"text": "You are a cat."}}, thread
@@ -69,14 +75,14 @@ async def test_a_thread_follows_its_channel_until_it_sets_its_own_and_keeps_its_
         thread, alice, f"<@{fake.bot_user['id']}> but this", mentions=[fake.bot_user]
     )
     await answered(discord_server, thread, mentioned)
-    assert prompts[-1][0].content == "You are a cat."
+    assert persona(prompts[-1]) == "You are a cat."
     assert ignored["id"] not in replies_to(fake, thread)
 
     back = await said(discord_server, "conversation", {"inherit": {}}, thread)
     assert back == f"This thread follows <#{fake.general}> again: conversation mode is on."
     again = await fake.post_message(thread, alice, "and now?")
     await answered(discord_server, thread, again)
-    assert prompts[-1][0].content == "You are a pirate."
+    assert persona(prompts[-1]) == "You are a pirate."
     # The channel never saw the thread: its own settings and memory are unchanged.
     channel_settings = await bot.services.conversations.channel_settings(
         fake.guild_id, fake.general
@@ -108,13 +114,13 @@ async def test_forum_posts_follow_the_forum_set_from_elsewhere(
     assert (
         enabled == f"Conversation mode is on: I'll answer every message in the posts of <#{forum}>."
     )
-    persona = {"persona": {"text": "You answer questions.", "channel": str(forum)}}
-    await said(discord_server, "conversation", persona, fake.general)
+    options = {"persona": {"text": "You answer questions.", "channel": str(forum)}}
+    await said(discord_server, "conversation", options, fake.general)
     post, opening = await fake.forum_post(forum, "why is the sky blue", alice, "why blue?")
 
     await answered(discord_server, post, opening)
-    assert prompts[-1][0].content == "You answer questions."
-    assert [m.content for m in prompts[-1][1:]] == ["alice: why blue?"]
+    assert persona(prompts[-1]) == "You answer questions."
+    assert [m.content for m in prompts[-1][1:]] == ["why blue?"]
     general = await bot.services.conversations.channel_settings(fake.guild_id, fake.general)
     assert not general.conversation_enabled and general.persona is None
 
@@ -135,7 +141,7 @@ async def test_no_answer_in_a_thread_where_the_bot_may_not_send(
     await answered(discord_server, fake.general, in_general)
 
     # No model time was spent on a message nobody would see an answer to, and no error.
-    assert [p[-1].content for p in prompts] == ["alice: and here?"]
+    assert [p[-1].content for p in prompts] == ["and here?"]
     assert not fake.bot_messages(thread)
     assert unanswerable in fake.messages[thread]
 
@@ -179,7 +185,7 @@ async def test_a_thread_the_bot_never_saw_still_follows_its_channel(
     second = await fake.post_message(unseen, fake.owner, "and again")
     await answered(discord_server, unseen, second)
 
-    assert [p[0].content for p in prompts] == ["You are a pirate."] * 2
+    assert [persona(p) for p in prompts] == ["You are a pirate."] * 2
     lookups = [r for r in fake.requests if r.method == "GET" and r.path.endswith(f"/{unseen}")]
     assert len(lookups) == 1  # asked once, then remembered
 
