@@ -20,6 +20,7 @@ from bot.inference.engine import EngineConfig, InferenceEngine
 from bot.metrics import Metrics
 from bot.monitoring import MonitoringServer, MonitoringUnavailable
 from bot.redaction import mask_url_passwords, safe_database_url
+from bot.services.budgets import BudgetLimits, BudgetService
 from bot.services.container import Services
 from bot.services.conversations import ConversationService
 from bot.services.cooldowns import RateLimit
@@ -29,6 +30,7 @@ from bot.services.sentiment import SentimentService
 from bot.services.summaries import SummaryService
 from bot.settings import Settings
 from bot.storage import migrate
+from bot.storage.budgets import GuildBudgetStore, TokenUsageStore
 from bot.storage.engine import create_engine, create_session_factory
 from bot.storage.repositories import (
     ChannelSettingsStore,
@@ -73,6 +75,12 @@ async def build_bot(settings: Settings) -> Bot:
         ),
         cooldowns=RateLimit(1, settings.command_cooldown_s),
         moderation=ModerationService(engine, guild_settings, moderation_events, metrics=metrics),
+        budgets=BudgetService(
+            TokenUsageStore(sessions),
+            GuildBudgetStore(sessions),
+            BudgetLimits(settings.member_daily_tokens, settings.guild_daily_tokens),
+            count=engine.count_tokens,
+        ),
         metrics=metrics,
     )
     retention = RetentionService(

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from bot.inference.engine import InferenceEngine
 from bot.metrics import Metrics
+from bot.services.budgets import BudgetService
 from bot.services.conversations import ConversationService
 from bot.services.cooldowns import RateLimit
 from bot.services.moderation import ModerationService
@@ -21,4 +22,5 @@ class Services:
     conversations: ConversationService
     cooldowns: RateLimit
     moderation: ModerationService
+    budgets: BudgetService
     metrics: Metrics = field(default_factory=Metrics)
