@@ -27,6 +27,7 @@ EXTENSIONS = (
     "bot.cogs.sentiment",
     "bot.cogs.summarize",
     "bot.cogs.chat",
+    "bot.cogs.budgets",
 )
 
 

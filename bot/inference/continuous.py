@@ -194,12 +194,14 @@ class ContinuousGenerator:
             self.metrics.rejections.inc()
             raise BusyError(self.role, self._estimated_wait_s(max_new_tokens))
         max_new_tokens = max(1, min(max_new_tokens, self._model.context_tokens - len(prompt)))
-        async with self._gate.slot(current_tenant()):
-            async with contextlib.aclosing(
+        async with (
+            self._gate.slot(current_tenant()),
+            contextlib.aclosing(
                 self._admitted(prompt, max_new_tokens, streaming=streaming)
-            ) as outputs:
-                async for output in outputs:
-                    yield output
+            ) as outputs,
+        ):
+            async for output in outputs:
+                yield output
 
     async def _admitted(
         self, prompt: Sequence[int], max_new_tokens: int, *, streaming: bool

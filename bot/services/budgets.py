@@ -8,6 +8,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
+from cachetools import TTLCache
+
 from bot.errors import InvalidInputError, UserFacingError
 from bot.storage.budgets import GuildBudgetStore, TokenUsageStore
 from bot.storage.records import GuildBudget, TokenUsage
@@ -42,6 +44,10 @@ class BudgetStatus:
 
 class BudgetExceededError(UserFacingError):
     """A member's or guild's tokens for today are spent."""
+
+    def __init__(self, message: str, *, repeated: bool = False) -> None:
+        super().__init__(message)
+        self.repeated = repeated
 
 
 def estimate_tokens(text: str) -> int:
@@ -132,6 +138,8 @@ class BudgetService:
         self.defaults = defaults
         self._clock = clock
         self._pruned_day: date | None = None
+        # Members told their budget is spent: in channels, told once a minute, not per message.
+        self._told: TTLCache[tuple[int, int], None] = TTLCache(50_000, ttl=60.0)
 
     def _today(self) -> date:
         return self._clock().astimezone(UTC).date()
@@ -147,8 +155,12 @@ class BudgetService:
         status = await self.status(guild_id, member_id)
         which = refusal(status.usage, status.limits, upcoming)
         if which is not None:
+            key = (guild_id, member_id)
+            repeated = key in self._told
+            self._told[key] = None
             raise BudgetExceededError(
-                refusal_message(which, status.usage, status.limits, self._clock())
+                refusal_message(which, status.usage, status.limits, self._clock()),
+                repeated=repeated,
             )
 
     async def charge(self, guild_id: int, member_id: int, tokens: int) -> None:
@@ -179,9 +191,20 @@ class BudgetService:
         return tokens
 
     async def set_limits(
-        self, guild_id: int, member_daily: int | None, guild_daily: int | None
+        self,
+        guild_id: int,
+        *,
+        member_daily: int | None = None,
+        guild_daily: int | None = None,
+        reset: bool = False,
     ) -> BudgetLimits:
-        """Set the guild's own limits (None: the bot's default) and return those in force."""
-        own = GuildBudget(guild_id, check_limit(member_daily), check_limit(guild_daily))
+        """Change the guild's own limits (None: left as they are; ``reset``: back to the bot's
+        defaults first) and return those in force."""
+        own = GuildBudget(guild_id) if reset else await self._budgets.get(guild_id)
+        own = GuildBudget(
+            guild_id,
+            own.member_daily_tokens if member_daily is None else check_limit(member_daily),
+            own.guild_daily_tokens if guild_daily is None else check_limit(guild_daily),
+        )
         await self._budgets.set(own)
         return limits_in_force(self.defaults, own)
