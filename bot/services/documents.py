@@ -101,7 +101,7 @@ def describe_size(size: int) -> str:
     """``1.5 MB``, ``300 KB``, ``12 bytes``."""
     if size >= 1_000_000:
         return f"{size / 1_000_000:.1f} MB"
-    if size >= 1_000:
+    if size >= 10_000:
         return f"{size / 1_000:.0f} KB"
     return f"{size} bytes"
 
@@ -204,7 +204,7 @@ def check_declared(file: AttachedFile, limits: FileLimits) -> FileKind:
         )
     if file.size > limits.max_bytes:
         raise UnreadableFileError(
-            f"{name} is {describe_size(file.size)}; I read files up to "
+            f"{name} is too big ({describe_size(file.size)}); I read files up to "
             f"{describe_size(limits.max_bytes)}."
         )
     return kind
