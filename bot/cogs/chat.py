@@ -130,9 +130,12 @@ class ChatCog(commands.Cog):
 
     async def _charge(self, speaker: Speaker, question: str, answer: str) -> None:
         """Count a finished answer against the member's and the guild's budgets."""
-        await self.bot.services.budgets.charge_texts(
-            speaker.guild_id, speaker.author_id, [f"{speaker.author_name}: {question}", answer]
-        )
+        try:
+            await self.bot.services.budgets.charge_texts(
+                speaker.guild_id, speaker.author_id, [f"{speaker.author_name}: {question}", answer]
+            )
+        except UserFacingError as error:  # the database failed (and logged it): answer stands
+            log.warning("could not count an answer's tokens: %s", error)
 
     def _answer_sender(self, interaction: discord.Interaction) -> Send:
         """Sends an answer's messages: as followups while the interaction's token lives long
@@ -161,8 +164,11 @@ class ChatCog(commands.Cog):
             return
         # Joined before the first await: a channel's messages are answered in arrival order.
         with self.conversations.line_up(message.channel.id) as place:
-            if await self._should_answer(message):
-                await self._answer(message, place)
+            if not await self._should_answer(message):
+                return
+            answered = await self._answer(message, place)
+        if answered is not None:  # counted after leaving the line: the next answer need not wait
+            await self._charge(*answered)
 
     @commands.Cog.listener()
     async def on_raw_message_delete(self, payload: discord.RawMessageDeleteEvent) -> None:
@@ -179,7 +185,10 @@ class ChatCog(commands.Cog):
         with contextlib.suppress(StorageError):
             await self.conversations.forget_messages(guild_id, message_ids)
 
-    async def _answer(self, message: discord.Message, place: Place) -> None:
+    async def _answer(
+        self, message: discord.Message, place: Place
+    ) -> tuple[Speaker, str, str] | None:
+        """Answer a channel message; returns who asked what and the answer, once shown."""
         assert message.guild is not None
         speaker = speaker_of(message.author, message.guild.id, message.channel.id)
         reply = StreamingReply(
@@ -195,15 +204,15 @@ class ChatCog(commands.Cog):
         )
         try:
             text = await self._with_files(message)
-            await self.bot.services.budgets.check(
-                speaker.guild_id, speaker.author_id, estimate_tokens(text)
-            )
-            answer = self.conversations.ask(
+            answer = self.conversations.ask(  # paces the member: in arrival order, so first
                 speaker,
                 text,
                 place,
                 message_id=message.id,
                 answer_message_id=first_message_id(reply),
+            )
+            await self.bot.services.budgets.check(
+                speaker.guild_id, speaker.author_id, estimate_tokens(text)
             )
             with on_behalf_of(speaker.guild_id):
                 async with contextlib.aclosing(answer):
@@ -213,14 +222,14 @@ class ChatCog(commands.Cog):
                         await reply.add(first)
                         await self._show(answer, reply, _nothing)
             if not reply.messages and self.conversations.was_deleted(message.id):
-                return  # deleted before its answer was shown: nobody to answer
+                return None  # deleted before its answer was shown: nobody to answer
             await reply.finish()
-            await self._charge(speaker, text, reply.text)
+            return speaker, text, reply.text
         except Exception as error:  # a message handler must answer, never die silently
             if isinstance(error, UserFacingError) and error.repeated:
-                return  # a flood is told once per window, not once per message
+                return None  # a flood is told once per window, not once per message
             if isinstance(error, discord.NotFound) and reply.messages:
-                return  # the answer was deleted while it was written: nothing left to edit
+                return None  # the answer was deleted while it was written: nothing left to edit
             text = report(error, f"conversation reply in channel {message.channel.id}")
             try:
                 await message.channel.send(
@@ -228,6 +237,7 @@ class ChatCog(commands.Cog):
                 )
             except discord.HTTPException as failure:  # e.g. the bot may no longer send here
                 log.warning("could not tell channel %s: %s", message.channel.id, failure)
+            return None
 
     async def _with_files(self, message: discord.Message) -> str:
         """The message's text with its text files and PDFs read into it (friendly errors)."""

@@ -14,8 +14,16 @@ from bot.formatting import NO_MENTIONS
 log = logging.getLogger(__name__)
 
 CHECK_EVERY_S = 0.25
+# A wait shorter than this keeps Discord's plain "thinking…" (no edit for a brief wait).
+FIRST_AFTER_S = 1.0
+_PREFIX = "⏳ "
 # Edits of one message are rate-limited by Discord: the notice changes at most this often.
 EDIT_EVERY_S = 1.5
+
+
+def is_place_notice(text: str) -> bool:
+    """Whether a message text is a place-in-line notice."""
+    return text.startswith(_PREFIX) and " in line, about " in text
 
 
 class WaitNotice:
@@ -44,7 +52,7 @@ class WaitNotice:
 
     async def _keep_up(self) -> None:
         loop = asyncio.get_running_loop()
-        last_edit = 0.0
+        last_edit = loop.time() - EDIT_EVERY_S + FIRST_AFTER_S
         while True:
             text = self._notice()
             if text is not None and text != self.shown and loop.time() - last_edit >= EDIT_EVERY_S:
@@ -52,7 +60,7 @@ class WaitNotice:
                 self.shown = text  # before the edit: a stop() during it still removes it
                 try:
                     await self._interaction.edit_original_response(
-                        content=f"⏳ {text}", allowed_mentions=NO_MENTIONS
+                        content=_PREFIX + text, allowed_mentions=NO_MENTIONS
                     )
                 except discord.HTTPException as error:
                     log.warning("could not show a member's place in line: %s", error)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 
 import pytest
 from hypothesis import given
@@ -39,7 +40,7 @@ def test_no_guild_waits_for_more_than_one_item_of_another(tenants: list[int]) ->
     # Between two items of one guild, every other guild still waiting gets at most one.
     for tenant in set(tenants):
         indexes = [i for i, t in enumerate(served) if t == tenant]
-        for start, end in zip(indexes, indexes[1:], strict=False):
+        for start, end in itertools.pairwise(indexes):
             between = served[start + 1 : end]
             assert len(between) == len(set(between))
     # A guild's own items keep their order of arrival (pushed items are the tenant ids here).
