@@ -17,27 +17,14 @@ from discord.http import Route
 from sqlalchemy.exc import SQLAlchemyError
 
 from bot.client import Bot
-from bot.inference.engine import EngineConfig, InferenceEngine
 from bot.metrics import Metrics
 from bot.monitoring import MonitoringServer, MonitoringUnavailable
 from bot.redaction import mask_url_passwords, safe_database_url
-from bot.services.container import Services
-from bot.services.conversations import ConversationService
-from bot.services.cooldowns import RateLimit
-from bot.services.moderation import ModerationService
+from bot.services.container import build_retention, build_services
 from bot.services.retention import RetentionService
-from bot.services.sentiment import SentimentService
-from bot.services.summaries import SummaryService
 from bot.settings import Settings
 from bot.storage import migrate
 from bot.storage.engine import create_engine, create_session_factory
-from bot.storage.repositories import (
-    ChannelSettingsStore,
-    ConversationStore,
-    GuildSettingsStore,
-    ModerationEventStore,
-)
-from bot.storage.scores import ModerationHistory
 
 if TYPE_CHECKING:
     from bot.web.server import WebServer
@@ -60,39 +47,9 @@ async def build_bot(settings: Settings) -> Bot:
     database = create_engine(settings.database_url)
     sessions = create_session_factory(database)
     metrics = Metrics()
-    engine = InferenceEngine(EngineConfig.from_settings(settings), metrics)
-    sentiment = SentimentService(engine)
-    guild_settings, channel_settings = GuildSettingsStore(sessions), ChannelSettingsStore(sessions)
-    moderation_events = ModerationEventStore(sessions)
-    history = ModerationHistory(sessions)
-    services = Services(
-        engine=engine,
-        sentiment=sentiment,
-        summaries=SummaryService(engine, sentiment),
-        conversations=ConversationService(
-            engine,
-            ConversationStore(sessions),
-            channel_settings,
-            max_new_tokens=settings.chat_max_new_tokens,
-            answers_per_minute=settings.chat_answers_per_minute,
-            queue_limit=settings.chat_queue_limit,
-            memory=settings.conversation_memory,
-            summary_tokens=settings.conversation_summary_tokens,
-        ),
-        cooldowns=RateLimit(1, settings.command_cooldown_s),
-        moderation=ModerationService(
-            engine, guild_settings, moderation_events, metrics=metrics, history=history
-        ),
-        metrics=metrics,
-    )
-    retention = RetentionService(
-        services.conversations,
-        moderation_events,
-        conversation_days=settings.conversation_retention_days,
-        moderation_days=settings.moderation_retention_days,
-        scores=history,
-        scores_days=settings.moderation_scores_retention_days,
-    )
+    services = build_services(settings, sessions, metrics)
+    engine = services.engine
+    retention = build_retention(settings, sessions, services)
 
     monitoring: MonitoringServer | None = None
 
@@ -124,9 +81,9 @@ async def build_bot(settings: Settings) -> Bot:
     bot.run_in_background(_retention_loop(retention, bot.stopping), "retention")
 
     async def forget_guild(guild: discord.Guild) -> None:
-        # Settings of a guild the bot left stay stored but need not stay in memory.
-        guild_settings.forget_guild(guild.id)
-        channel_settings.forget_guild(guild.id)
+        # Settings of a guild the bot left stay stored but need not stay in memory (the
+        # moderation cog drops its own).
+        services.conversations.forget_guild(guild.id)
 
     bot.add_listener(forget_guild, "on_guild_remove")
     return bot

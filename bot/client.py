@@ -28,6 +28,7 @@ EXTENSIONS = (
     "bot.cogs.summarize",
     "bot.cogs.chat",
     "bot.cogs.catchup",
+    "bot.cogs.budgets",
 )
 
 

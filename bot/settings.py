@@ -98,6 +98,16 @@ class Settings(BaseSettings):
     moderation_scores_retention_days: int = Field(default=14, ge=0)
     command_cooldown_s: float = Field(default=10.0, ge=0)
 
+    # Daily token budgets (UTC days); 0 is no limit. Managers may set their guild's own.
+    member_daily_tokens: int = Field(default=20_000, ge=0)
+    guild_daily_tokens: int = Field(default=500_000, ge=0)
+
+    # Attachments read for conversations and /summarize file:.
+    file_max_bytes: int = Field(default=2_000_000, ge=1, le=50_000_000)
+    file_max_chars: int = Field(default=30_000, ge=100, le=1_000_000)
+    file_download_timeout_s: float = Field(default=10.0, gt=0, le=120)
+    pdf_max_pages: int = Field(default=50, ge=1, le=2000)
+
     # Unset: no metrics server. 0 picks a free port (logged at start).
     metrics_port: int | None = Field(default=None, ge=0, le=65535)
     metrics_host: str = "127.0.0.1"

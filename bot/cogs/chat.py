@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Collection
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from datetime import timedelta
 
 import discord
@@ -17,15 +19,26 @@ from bot.cogs.errors import report
 from bot.cogs.first_use import load_first
 from bot.cogs.places import SettableChannel, kind_of, location, parent_of, settings_target
 from bot.cogs.streaming import Send, StreamingReply
+from bot.cogs.waiting import WaitNotice
 from bot.errors import InvalidInputError, StorageError, UserFacingError
 from bot.formatting import NO_MENTIONS, split_message, truncate
+from bot.inference.fairness import WaitWatch, on_behalf_of
+from bot.services.budgets import estimate_tokens
 from bot.services.conversations import (
     MAX_MESSAGE_CHARS,
     MAX_PERSONA_CHARS,
     ConversationService,
     Speaker,
 )
+from bot.services.documents import (
+    MAX_FILES_PER_MESSAGE,
+    AttachedFile,
+    FileLimits,
+    read_document,
+    with_attachments,
+)
 from bot.services.lines import Place
+from bot.services.waiting import AnswerTimer, place_in_line
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +70,7 @@ class ChatCog(commands.Cog):
         self.bot = bot
         # Parents of threads the bot had not cached, as Discord told them.
         self._parents: LRUCache[int, int | None] = LRUCache(UNCACHED_PARENTS)
+        self.answer_time = AnswerTimer()
 
     @property
     def conversations(self) -> ConversationService:
@@ -76,16 +90,52 @@ class ChatCog(commands.Cog):
         speaker = speaker_of(interaction.user, guild_id, channel_id, parent_of(interaction.channel))
         send = self._answer_sender(interaction)
         reply = StreamingReply(send, send)
-        with self.conversations.line_up(channel_id) as place:
+        watch = WaitWatch()
+        with self.conversations.line_up(channel_id) as place, on_behalf_of(guild_id, watch):
             answer = self.conversations.ask(  # refusals stay private: checked before the defer
                 speaker, message, place, answer_message_id=first_message_id(reply)
             )
-            await interaction.response.defer(thinking=True)
-            await load_first(interaction, self.bot.services.engine, "chat")
             async with contextlib.aclosing(answer):
-                async for piece in answer:
-                    await reply.add(piece)
+                await interaction.response.defer(thinking=True)
+                await self.bot.services.budgets.check(
+                    guild_id, speaker.author_id, estimate_tokens(message)
+                )
+                await load_first(interaction, self.bot.services.engine, "chat")
+                notice = WaitNotice(
+                    interaction, lambda: place_in_line(place.ahead, watch, self.answer_time)
+                )
+                notice.start()
+                try:
+                    await self._show(answer, reply, notice.stop)
+                finally:
+                    await notice.stop()
             await reply.finish()
+        await self._charge(speaker, message, reply.text)
+
+    async def _show(
+        self,
+        answer: AsyncIterator[str],
+        reply: StreamingReply,
+        before_first: Callable[[], Awaitable[None]],
+    ) -> None:
+        """Stream ``answer`` into ``reply``; times it for the waits told to later members."""
+        started: float | None = None
+        async for piece in answer:
+            if started is None:
+                started = time.monotonic()
+                await before_first()
+            await reply.add(piece)
+        if started is not None:
+            self.answer_time.record(time.monotonic() - started)
+
+    async def _charge(self, speaker: Speaker, question: str, answer: str) -> None:
+        """Count a finished answer against the member's and the guild's budgets."""
+        try:
+            await self.bot.services.budgets.charge_texts(
+                speaker.guild_id, speaker.author_id, [f"{speaker.author_name}: {question}", answer]
+            )
+        except UserFacingError as error:  # the database failed (and logged it): answer stands
+            log.warning("could not count an answer's tokens: %s", error)
 
     def _answer_sender(self, interaction: discord.Interaction) -> Send:
         """Sends an answer's messages: as followups while the interaction's token lives long
@@ -108,12 +158,17 @@ class ChatCog(commands.Cog):
 
     @commands.Cog.listener()
     async def on_message(self, message: discord.Message) -> None:
-        if message.author.bot or message.guild is None or not message.content.strip():
+        if message.author.bot or message.guild is None:
+            return
+        if not message.content.strip() and not message.attachments:
             return
         # Joined before the first await: a channel's messages are answered in arrival order.
         with self.conversations.line_up(message.channel.id) as place:
-            if await self._should_answer(message):
-                await self._answer(message, place)
+            if not await self._should_answer(message):
+                return
+            answered = await self._answer(message, place)
+        if answered is not None:  # counted after leaving the line: the next answer need not wait
+            await self._charge(*answered)
 
     @commands.Cog.listener()
     async def on_raw_thread_delete(self, payload: discord.RawThreadDeleteEvent) -> None:
@@ -145,7 +200,10 @@ class ChatCog(commands.Cog):
         with contextlib.suppress(StorageError):
             await self.conversations.forget_messages(guild_id, message_ids)
 
-    async def _answer(self, message: discord.Message, place: Place) -> None:
+    async def _answer(
+        self, message: discord.Message, place: Place
+    ) -> tuple[Speaker, str, str] | None:
+        """Answer a channel message; returns who asked what and the answer, once shown."""
         assert message.guild is not None
         speaker = speaker_of(
             message.author, message.guild.id, message.channel.id, await self._parent(message)
@@ -162,28 +220,33 @@ class ChatCog(commands.Cog):
             ),
         )
         try:
-            answer = self.conversations.ask(
+            text = await self._with_files(message)
+            answer = self.conversations.ask(  # paces the member: in arrival order, so first
                 speaker,
-                self._without_mention(message),
+                text,
                 place,
                 message_id=message.id,
                 answer_message_id=first_message_id(reply),
             )
-            async with contextlib.aclosing(answer):
-                async with message.channel.typing():
-                    first = await anext(answer, None)
-                if first is not None:
-                    await reply.add(first)
-                    async for piece in answer:
-                        await reply.add(piece)
+            await self.bot.services.budgets.check(
+                speaker.guild_id, speaker.author_id, estimate_tokens(text)
+            )
+            with on_behalf_of(speaker.guild_id):
+                async with contextlib.aclosing(answer):
+                    async with message.channel.typing():
+                        first = await anext(answer, None)
+                    if first is not None:
+                        await reply.add(first)
+                        await self._show(answer, reply, _nothing)
             if not reply.messages and self.conversations.was_deleted(message.id):
-                return  # deleted before its answer was shown: nobody to answer
+                return None  # deleted before its answer was shown: nobody to answer
             await reply.finish()
+            return speaker, text, reply.text
         except Exception as error:  # a message handler must answer, never die silently
             if isinstance(error, UserFacingError) and error.repeated:
-                return  # a flood is told once per window, not once per message
+                return None  # a flood is told once per window, not once per message
             if isinstance(error, discord.NotFound) and reply.messages:
-                return  # the answer was deleted while it was written: nothing left to edit
+                return None  # the answer was deleted while it was written: nothing left to edit
             text = report(error, f"conversation reply in channel {message.channel.id}")
             try:
                 await message.channel.send(
@@ -191,6 +254,21 @@ class ChatCog(commands.Cog):
                 )
             except discord.HTTPException as failure:  # e.g. the bot may no longer send here
                 log.warning("could not tell channel %s: %s", message.channel.id, failure)
+            return None
+
+    async def _with_files(self, message: discord.Message) -> str:
+        """The message's text with its text files and PDFs read into it (friendly errors)."""
+        text = self._without_mention(message)
+        if not message.attachments:
+            return text
+        limits = FileLimits.from_settings(self.bot.settings)
+        documents = await asyncio.gather(
+            *(
+                read_document(AttachedFile(a.filename, a.size, a.url), limits)
+                for a in message.attachments[:MAX_FILES_PER_MESSAGE]
+            )
+        )
+        return with_attachments(text, list(documents), MAX_MESSAGE_CHARS)
 
     async def _should_answer(self, message: discord.Message) -> bool:
         if not _may_send(message):
@@ -344,6 +422,10 @@ class ChatCog(commands.Cog):
 
 async def setup(bot: Bot) -> None:
     await bot.add_cog(ChatCog(bot))
+
+
+async def _nothing() -> None:
+    return None
 
 
 def _reply_reference(message: discord.Message) -> discord.MessageReference:

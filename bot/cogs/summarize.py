@@ -10,6 +10,7 @@ from discord.ext import commands
 
 from bot.client import Bot
 from bot.cogs.first_use import first_use
+from bot.cogs.waiting import WaitNotice
 from bot.errors import InvalidInputError
 from bot.formatting import (
     EMBED_DESCRIPTION_LIMIT,
@@ -19,6 +20,9 @@ from bot.formatting import (
     split_message,
     truncate,
 )
+from bot.inference.fairness import WaitWatch, on_behalf_of
+from bot.services.budgets import estimate_tokens
+from bot.services.documents import AttachedFile, FileLimits, read_document
 from bot.services.summaries import (
     MAX_MAX_LENGTH,
     MAX_MIN_LENGTH,
@@ -27,6 +31,7 @@ from bot.services.summaries import (
     ChannelSummary,
     parse_duration,
 )
+from bot.services.waiting import describe_wait
 
 
 def as_channel_message(message: discord.Message) -> ChannelMessage:
@@ -91,6 +96,7 @@ class SummarizeCog(commands.Cog):
         private="Only you see the summary",
         min_length="Shortest summary, in tokens (text only; default 30)",
         max_length="Longest summary, in tokens (text only; default 130)",
+        file="A text file (.txt .md .py .log .csv .json) or PDF to summarise",
     )
     @app_commands.guild_only()
     async def summarize(
@@ -102,12 +108,17 @@ class SummarizeCog(commands.Cog):
         private: bool = False,
         min_length: app_commands.Range[int, 0, MAX_MIN_LENGTH] | None = None,
         max_length: app_commands.Range[int, 10, MAX_MAX_LENGTH] = 130,
+        file: discord.Attachment | None = None,
     ) -> None:
-        if text is None:
+        if text is None and file is None:
             _require_history_access(interaction)
         after = datetime.now(UTC) - parse_duration(since) if since else None
         self.bot.services.cooldowns.hit((interaction.user.id, "summarize"))  # valid input only
         await interaction.response.defer(ephemeral=private, thinking=True)
+        if file is not None:
+            with on_behalf_of(interaction.guild_id):
+                await self._summarize_file(interaction, file, private=private)
+            return
         if text is not None:
             async with first_use(interaction, self.bot.services.engine, "summarization"):
                 summary = await self.bot.services.summaries.summarize_text(
@@ -133,6 +144,39 @@ class SummarizeCog(commands.Cog):
         await interaction.followup.send(
             embed=embed, ephemeral=private, allowed_mentions=NO_MENTIONS
         )
+
+    async def _summarize_file(
+        self, interaction: discord.Interaction, file: discord.Attachment, *, private: bool
+    ) -> None:
+        limits = FileLimits.from_settings(self.bot.settings)
+        document = await read_document(AttachedFile(file.filename, file.size, file.url), limits)
+        guild_id, member_id = interaction.guild_id or 0, interaction.user.id
+        budgets = self.bot.services.budgets
+        await budgets.check(guild_id, member_id, estimate_tokens(document.text))
+        watch = WaitWatch()
+        with on_behalf_of(guild_id, watch):
+            async with first_use(interaction, self.bot.services.engine, "summarization"):
+                notice = WaitNotice(interaction, lambda: _queue_place(watch))
+                notice.start()
+                try:
+                    summary = await self.bot.services.summaries.summarize_document(
+                        document.text, max_chars=limits.max_chars
+                    )
+                finally:
+                    await notice.stop()
+        await budgets.charge_texts(guild_id, member_id, [document.text, summary.text], exact=False)
+        notes = [f"summarised in {summary.chunks} parts"] if summary.chunks > 1 else []
+        if document.truncated:
+            notes.append(f"only the first {len(document.text):,} characters were read")
+        header = f"**Summary of {document.name}**\n"
+        footer = f"\n-# {'; '.join(notes)}" if notes else ""
+        for piece in split_message(header + summary.text + footer):
+            await interaction.followup.send(piece, ephemeral=private, allowed_mentions=NO_MENTIONS)
+
+
+def _queue_place(watch: WaitWatch) -> str | None:
+    waiting = watch.waiting()
+    return describe_wait(*waiting) if waiting is not None else None
 
 
 async def setup(bot: Bot) -> None:

@@ -25,6 +25,7 @@ from typing import Any
 import torch
 
 from bot.errors import BusyError, InferenceError, InferenceTimeoutError
+from bot.inference.fairness import FairGate, current_tenant
 from bot.inference.generation import GenerativeModel, stop_token_ids
 from bot.metrics import Metrics, RoleMetrics
 
@@ -113,6 +114,9 @@ class ContinuousGenerator:
         self._ids = itertools.count()
         self._streams: dict[str, asyncio.Queue[Any]] = {}
         self._seconds_per_token = 0.05
+        # Requests beyond what one step runs wait here, guild by guild, not in the library's
+        # first-come queue: one busy guild cannot hold every place in the batch.
+        self._gate = FairGate(limits.max_requests)
         check_prompt = _check_prompt(model)
         # generate() first: the manager switches the model to its own attention on init.
         expected = model.generate_ids(check_prompt, max_new_tokens=_CHECK_TOKENS)
@@ -186,10 +190,25 @@ class ContinuousGenerator:
         """The library's outputs for one request, the last one finished; closing cancels it."""
         if not self.is_alive:
             raise InferenceError("The model failed on this request.")
-        if len(self._streams) >= self._limits.queue_limit:
+        if len(self._streams) + self._gate.waiting >= self._limits.queue_limit:
             self.metrics.rejections.inc()
             raise BusyError(self.role, self._estimated_wait_s(max_new_tokens))
         max_new_tokens = max(1, min(max_new_tokens, self._model.context_tokens - len(prompt)))
+        async with (
+            self._gate.slot(current_tenant()),
+            contextlib.aclosing(
+                self._admitted(prompt, max_new_tokens, streaming=streaming)
+            ) as outputs,
+        ):
+            async for output in outputs:
+                yield output
+
+    async def _admitted(
+        self, prompt: Sequence[int], max_new_tokens: int, *, streaming: bool
+    ) -> AsyncGenerator[Any, None]:
+        """One request added to the running batch (it holds a slot of the gate)."""
+        if not self.is_alive:
+            raise InferenceError("The model failed on this request.")
         request_id = f"{self.role}-{next(self._ids)}"
         queue: asyncio.Queue[Any] = asyncio.Queue()
         self._streams[request_id] = queue
@@ -231,6 +250,7 @@ class ContinuousGenerator:
 
     async def aclose(self) -> None:
         """Fail what is waiting or running, then stop the generation thread (bounded)."""
+        self._gate.close(InferenceError("The bot is shutting down."))
         for outputs in list(self._streams.values()):
             outputs.put_nowait(InferenceError("The bot is shutting down."))
         with_timeout = asyncio.wait_for(asyncio.to_thread(self.stop), STOP_WAIT_S + 1)
@@ -277,7 +297,7 @@ class ContinuousGenerator:
                 strays.get_nowait()
 
     def _estimated_wait_s(self, max_new_tokens: int) -> float:
-        rounds = len(self._streams) / max(1, self._limits.max_requests)
+        rounds = (len(self._streams) + self._gate.waiting) / max(1, self._limits.max_requests)
         return rounds * max_new_tokens * self._seconds_per_token
 
     def _record_speed(self, seconds: float, tokens: int) -> None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import logging
+import math
 import time
 from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -15,6 +15,7 @@ from typing import Any, Generic, Protocol, TypeVar
 import torch
 
 from bot.errors import BusyError, InferenceError, InferenceTimeoutError, ModelUnavailableError
+from bot.inference.fairness import PriorityFairQueue, current_tenant, current_watch
 from bot.inference.loading import ModelLoadError, failure_reason
 from bot.metrics import Metrics
 
@@ -88,11 +89,8 @@ class ModelWorker(Generic[P, R]):
         self.task = task
         self.limits = limits
         self.metrics = (metrics or Metrics()).role(role)
-        # (priority, arrival number, request); the limit is enforced in submit().
-        self._queue: asyncio.PriorityQueue[tuple[int, int, _Request[P, R]]] = (
-            asyncio.PriorityQueue()
-        )
-        self._arrivals = itertools.count()
+        # Lower priority numbers first, guilds round-robin; the limit is enforced in submit().
+        self._queue: PriorityFairQueue[_Request[P, R]] = PriorityFairQueue()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"model-{role}")
         self._loaded = False
         self._load_error: ModelLoadError | None = None
@@ -126,13 +124,19 @@ class ModelWorker(Generic[P, R]):
             loop.create_future(),
             priority,
         )
-        self._queue.put_nowait((priority, next(self._arrivals), request))
+        ticket = self._queue.put_nowait(request, priority, current_tenant())
         self.metrics.queue_depth.set(self._queue.qsize())
+        watch = current_watch()
+        if watch is not None:
+            watch.probe = lambda: self._place(self._queue.position(ticket, priority))
         try:
             result = await asyncio.wait_for(request.future, self.limits.timeout_s)
         except TimeoutError:
             # The cancelled future tells the batcher to skip it if it has not started.
             raise InferenceTimeoutError(self.role, self.limits.timeout_s) from None
+        finally:
+            if watch is not None:
+                watch.probe = None
         self.metrics.latency.observe(time.perf_counter() - request.enqueued_at)
         return result
 
@@ -157,7 +161,7 @@ class ModelWorker(Generic[P, R]):
             self._runner.cancel()
             await asyncio.gather(self._runner, return_exceptions=True)
         while not self._queue.empty():
-            pending.append(self._queue.get_nowait()[2])
+            pending.append(self._queue.get_nowait())
         self._fail(pending, InferenceError("The bot is shutting down."))
         self.metrics.queue_depth.set(0)
         # Let the batch on the thread finish (briefly), so no model work outlives the loop.
@@ -185,6 +189,13 @@ class ModelWorker(Generic[P, R]):
             limit += max(1, limit // 4)
         return self._queue.qsize() < limit
 
+    def _place(self, place: int) -> tuple[int, float] | None:
+        if place == 0:
+            return None  # batched or running
+        batches_ahead = math.ceil(place / self.limits.max_batch_size)
+        running = 1 if self._running else 0
+        return place, (batches_ahead + running) * self._seconds_per_batch
+
     def _estimated_wait_s(self) -> float:
         batches_ahead = self._queue.qsize() / self.limits.max_batch_size + 1
         return batches_ahead * self._seconds_per_batch
@@ -199,7 +210,7 @@ class ModelWorker(Generic[P, R]):
                 self._fail(batch, InferenceError("The model failed on this request."))
 
     async def _collect_batch(self) -> list[_Request[P, R]]:
-        _, _, first = await self._queue.get()
+        first = await self._queue.get()
         batch, slots = [first], first.size
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.limits.max_wait_s
@@ -209,11 +220,11 @@ class ModelWorker(Generic[P, R]):
                 if remaining <= 0:
                     break
                 try:
-                    _, _, request = await asyncio.wait_for(self._queue.get(), remaining)
+                    request = await asyncio.wait_for(self._queue.get(), remaining)
                 except TimeoutError:
                     break
             else:
-                _, _, request = self._queue.get_nowait()
+                request = self._queue.get_nowait()
             batch.append(request)
             slots += request.size
         self.metrics.queue_depth.set(self._queue.qsize())

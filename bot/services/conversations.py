@@ -262,6 +262,10 @@ class ConversationService:
             await place.wait_turn()  # the dropped answers have stopped: none is stored later
             return await self._turns.clear_channel(guild_id, channel_id)
 
+    def forget_guild(self, guild_id: int) -> None:
+        """Drop the cached channel settings of a guild the bot left (they stay stored)."""
+        self._channels.forget_guild(guild_id)
+
     def close(self) -> None:
         """Stop every answer waiting or under way, and every summary refresh (shutdown)."""
         self._line.drop_all()

@@ -86,6 +86,16 @@ class SummaryService:
             return Summary(EMPTY_SUMMARY, summary.chunks)
         return summary
 
+    async def summarize_document(self, text: str, *, max_chars: int) -> Summary:
+        """Summary of an attached document's text: parts first, then the whole (map-reduce)."""
+        text = check_text(text, limit=max_chars)
+        if len(text.split()) < 8:
+            raise InvalidInputError("That file is too short to summarise - it already is one.")
+        summary = await self._engine.summarize(text, min_length=DEFAULT_MIN_LENGTH, max_length=130)
+        if not summary.text.strip():
+            return Summary(EMPTY_SUMMARY, summary.chunks)
+        return summary
+
     async def summarize_messages(self, messages: Sequence[ChannelMessage]) -> ChannelSummary:
         """Bullets over a channel's messages (oldest first), each linked to where it starts."""
         human = [m for m in messages if not m.author_is_bot]

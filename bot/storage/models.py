@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    Date,
     DateTime,
     Float,
     Index,
@@ -146,3 +147,26 @@ class CheckedScoresRow(Base):
     created_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), default=utcnow, index=True
     )
+
+
+class TokenUsageRow(Base):
+    """Tokens a member used in a guild on one UTC day (budgets)."""
+
+    __tablename__ = "token_usage"
+
+    # guild, day first: a guild's total for a day reads one range of the primary key.
+    guild_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    user_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class GuildBudgetRow(Base):
+    """A guild's own daily token limits; NULL: the bot's default."""
+
+    __tablename__ = "guild_budgets"
+
+    guild_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    member_daily_tokens: Mapped[int | None] = mapped_column(BigInteger)
+    guild_daily_tokens: Mapped[int | None] = mapped_column(BigInteger)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -196,3 +196,20 @@ class RememberedChannel:
     channel_id: int
     turns: int
     last_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class TokenUsage:
+    """Tokens used on one day: by one member, and by everyone in the guild."""
+
+    member_tokens: int = 0
+    guild_tokens: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class GuildBudget:
+    """A guild's own daily limits (None: the bot's default; 0: no limit)."""
+
+    guild_id: int
+    member_daily_tokens: int | None = None
+    guild_daily_tokens: int | None = None

@@ -10,23 +10,11 @@ import socket
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from bot.inference.engine import EngineConfig, InferenceEngine
 from bot.metrics import Metrics
-from bot.services.container import Services
-from bot.services.conversations import ConversationService
-from bot.services.cooldowns import RateLimit
-from bot.services.moderation import ModerationService
-from bot.services.sentiment import SentimentService
-from bot.services.summaries import SummaryService
+from bot.services.container import Services, build_services
 from bot.settings import Settings
 from bot.storage import migrate
-from bot.storage.engine import SessionFactory, create_engine, create_session_factory
-from bot.storage.repositories import (
-    ChannelSettingsStore,
-    ConversationStore,
-    GuildSettingsStore,
-    ModerationEventStore,
-)
+from bot.storage.engine import create_engine, create_session_factory
 from bot.web.access import WebSetupError, check_exposure, login_check, web_password
 
 if TYPE_CHECKING:
@@ -168,30 +156,6 @@ class WebServer:
             log.warning("the web server did not stop in %.0f s; cancelling it", STOP_TIMEOUT_S)
             self._task.cancel()
         self._server = None
-
-
-def build_services(settings: Settings, sessions: SessionFactory, metrics: Metrics) -> Services:
-    """The services the web app needs, when it runs without the bot (its own models)."""
-    engine = InferenceEngine(EngineConfig.from_settings(settings), metrics)
-    sentiment = SentimentService(engine)
-    return Services(
-        engine=engine,
-        sentiment=sentiment,
-        summaries=SummaryService(engine, sentiment),
-        conversations=ConversationService(
-            engine,
-            ConversationStore(sessions),
-            ChannelSettingsStore(sessions),
-            max_new_tokens=settings.chat_max_new_tokens,
-            answers_per_minute=settings.chat_answers_per_minute,
-            queue_limit=settings.chat_queue_limit,
-        ),
-        cooldowns=RateLimit(1, settings.command_cooldown_s),
-        moderation=ModerationService(
-            engine, GuildSettingsStore(sessions), ModerationEventStore(sessions), metrics=metrics
-        ),
-        metrics=metrics,
-    )
 
 
 async def run_web(settings: Settings, stop: asyncio.Event | None = None) -> int:

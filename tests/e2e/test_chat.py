@@ -12,6 +12,7 @@ from sqlalchemy.engine import make_url
 
 from bot.client import Bot
 from bot.cogs.first_use import is_loading_notice
+from bot.cogs.waiting import is_place_notice
 from bot.inference.chat import ChatMessage
 from bot.services.conversations import DEFAULT_PERSONA
 from bot.settings import default_chat_model
@@ -45,6 +46,7 @@ async def final_text(server: LoopbackDiscord, interaction: Interaction, timeout:
             interaction.original
             and CURSOR not in (interaction.original.get("content") or CURSOR)
             and not is_loading_notice(interaction.original["content"])
+            and not is_place_notice(interaction.original["content"])
         ),
         timeout,
         f"the final answer to /{interaction.name}",

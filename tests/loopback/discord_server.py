@@ -155,6 +155,15 @@ def _command_problems(command: dict[str, Any], path: str = "") -> list[str]:
 
 
 @dataclass
+class LoopbackFile:
+    """An attachment's bytes as the CDN serves them (slowly, or compressed, if told)."""
+
+    data: bytes
+    delay_s: float = 0.0
+    content_encoding: str | None = None
+
+
+@dataclass
 class LoopbackGuild:
     """One server: its roles and members (channels live in ``FakeDiscord.channels``)."""
 
@@ -220,6 +229,11 @@ class FakeDiscord:
         self.add_member(self.bot_user, roles=[self.bot_role])
         self.gateway = GatewayHub(self)
         self.bot_message_event = asyncio.Event()
+        # Attachments: their payloads by id, their bytes, and which were downloaded.
+        self.http_base = "http://127.0.0.1"  # the server's address, set once it listens
+        self.attachments: dict[str, dict[str, Any]] = {}
+        self.files: dict[str, LoopbackFile] = {}
+        self.downloads: list[str] = []
 
     # --- building the world -------------------------------------------------------
 
@@ -603,6 +617,7 @@ class FakeDiscord:
         r.add_patch(f"{api}/guilds/{{gid}}/members/{{uid}}", self._edit_member)
         r.add_get(f"{api}/guilds/{{gid}}/members/{{uid}}", self._get_member)
         r.add_get(f"{prefix}/gateway", self.gateway.handle)
+        r.add_get(f"{prefix}/attachments/{{aid}}/{{filename}}", self._serve_file)
 
     @web.middleware
     async def _record(
@@ -610,7 +625,7 @@ class FakeDiscord:
     ) -> web.StreamResponse:
         client = request.match_info.get("client", "")
         path = request.path.removeprefix(f"/c/{client}") if client else request.path
-        if path == "/gateway":
+        if path == "/gateway" or path.startswith("/attachments/"):  # the CDN needs no token
             return await handler(request)
         body: Any = None
         if request.content_type == "application/json" and request.can_read_body:
@@ -685,6 +700,48 @@ class FakeDiscord:
                     }
                 )  # type: ignore[union-attr]
         return body
+
+    def attachment(
+        self,
+        filename: str,
+        data: bytes,
+        *,
+        size: int | None = None,
+        delay_s: float = 0.0,
+        content_encoding: str | None = None,
+        content_type: str = "text/plain; charset=utf-8",
+    ) -> dict[str, Any]:
+        """An uploaded file: its payload for a message or an interaction, its bytes served at
+        its ``url`` (``size`` may lie about them, ``delay_s`` holds the download back)."""
+        attachment_id = str(self.snowflake())
+        url = f"{self.http_base}/attachments/{attachment_id}/{filename}"
+        payload = {
+            "id": attachment_id,
+            "filename": filename,
+            "size": len(data) if size is None else size,
+            "url": url,
+            "proxy_url": url,
+            "content_type": content_type,
+        }
+        self.attachments[attachment_id] = payload
+        self.files[attachment_id] = LoopbackFile(data, delay_s, content_encoding)
+        return payload
+
+    async def _serve_file(self, request: web.Request) -> web.StreamResponse:
+        attachment_id = request.match_info["aid"]
+        file = self.files.get(attachment_id)
+        if file is None:
+            return web.Response(status=404)
+        self.downloads.append(attachment_id)
+        await asyncio.sleep(file.delay_s)
+        response = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
+        if file.content_encoding:
+            response.headers["Content-Encoding"] = file.content_encoding
+        await response.prepare(request)
+        for start in range(0, len(file.data), 64 * 1024):
+            await response.write(file.data[start : start + 64 * 1024])
+        await response.write_eof()
+        return response
 
     async def _me(self, request: web.Request) -> web.Response:
         return json_response(self.bot_user)
@@ -1153,6 +1210,9 @@ class FakeDiscord:
                 permissions = self.member_permissions(user_id, int(option["value"]))
                 channel = {**self.channels[int(option["value"])], "permissions": str(permissions)}
                 resolved.setdefault("channels", {})[str(option["value"])] = channel
+            elif option["type"] == 11:  # an attachment option: its file, as Discord sends it
+                attachment = self.attachments[str(option["value"])]
+                resolved.setdefault("attachments", {})[str(option["value"])] = attachment
             elif option["type"] == 8:
                 roles = (r for guild in self.guilds.values() for r in guild.roles)
                 role = next(r for r in roles if r["id"] == str(option["value"]))
@@ -1173,7 +1233,10 @@ class FakeDiscord:
                 }
             ]
         by_name = {o["name"]: o for o in options}
-        return [{"name": k, "type": by_name[k]["type"], "value": v} for k, v in values.items()]
+        return [
+            {"name": k, "type": by_name[k]["type"], "value": v["id"] if isinstance(v, dict) else v}
+            for k, v in values.items()
+        ]
 
 
 __all__ = ["FakeDiscord", "Interaction", "WSMsgType"]

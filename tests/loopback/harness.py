@@ -109,6 +109,7 @@ async def start_server() -> LoopbackDiscord:
     await site.start()
     port = runner.addresses[0][1]
     fake.gateway.base_url = f"ws://127.0.0.1:{port}/gateway"
+    fake.http_base = f"http://127.0.0.1:{port}"
     errors = BotErrorLog()
     logging.getLogger().addHandler(errors)
     return LoopbackDiscord(fake, runner, errors, port)

@@ -163,6 +163,7 @@ class ModerationService:
     def forget_guild(self, guild_id: int) -> None:
         """Drop what is kept in memory for a guild the bot left."""
         self.gate.forget_guild(guild_id)
+        self._guilds.forget_guild(guild_id)
 
     async def settings(self, guild_id: int) -> GuildSettings:
         return await self._guilds.get(guild_id)
