@@ -80,7 +80,8 @@ async def _seed(services: Services, sessions: SessionFactory) -> None:
 def web_app(tiny_models: TinyModels, tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebApp]:
     """The web app with a login, serving the tiny models on a free port of 127.0.0.1."""
     require_module("gradio")
-    from bot.web.server import WebServer, build_services
+    from bot.services.container import build_services
+    from bot.web.server import WebServer
 
     database_url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('web') / 'bot.db'}"
     migrate.upgrade(database_url)
