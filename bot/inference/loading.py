@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,9 @@ from typing import Any
 from bot.inference.device import DevicePlan
 
 log = logging.getLogger(__name__)
+
+# Held while a model is built (see load_model).
+_LOADING = threading.Lock()
 
 
 class ModelLoadError(Exception):
@@ -99,18 +103,27 @@ def load_config(source: ModelSource) -> Any:
 
 
 def load_model(auto_class: Any, source: ModelSource, plan: DevicePlan) -> Any:
-    """Weights through ``auto_class.from_pretrained``, placed per the device plan, in eval mode."""
+    """Weights through ``auto_class.from_pretrained``, placed per the device plan, in eval mode.
+
+    One load at a time in the process: while it builds a model, transformers swaps
+    process-wide state (torch's init functions, the default dtype, the meta device). Two
+    workers loading at once on their threads can leave it swapped for good, and every later
+    load fails with "Cannot copy out of meta tensor".
+    """
     _check_exists(source)
     kwargs = plan.load_kwargs()
     if source.gguf_file:
         # GGUF weights are dequantized on load; bitsandbytes cannot requantize them.
         kwargs.pop("quantization_config", None)
-    try:
-        model = auto_class.from_pretrained(source.name_or_path, **source.file_kwargs(), **kwargs)
-    except Exception as error:
-        raise ModelLoadError(source.display_name, failure_reason(error)) from error
-    if "device_map" not in kwargs:
-        model.to(plan.device)
+    with _LOADING:
+        try:
+            model = auto_class.from_pretrained(
+                source.name_or_path, **source.file_kwargs(), **kwargs
+            )
+        except Exception as error:
+            raise ModelLoadError(source.display_name, failure_reason(error)) from error
+        if "device_map" not in kwargs:
+            model.to(plan.device)
     model.eval()
     log.info(
         "loaded %s (%s, %.1f M parameters) on %s",
