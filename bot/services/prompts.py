@@ -73,6 +73,20 @@ def _leading_name_pattern(names: Iterable[str]) -> re.Pattern[str] | None:
     )
 
 
+def _may_open_with_name(text: str, names: Sequence[str]) -> bool:
+    """Whether ``text``, with more added, could still open with one of the tags above.
+
+    "this is" cannot open with "dave:", so a short answer need not be held back to its end.
+    """
+    rest = text.lower()
+    if "**".startswith(rest):
+        return True
+    rest = rest.removeprefix("**")
+    if rest.startswith("["):
+        rest = rest[1:].removeprefix(" ")
+    return any(name.lower().startswith(rest[: len(name)]) for name in names)
+
+
 def _pattern_room(names: Iterable[str]) -> int:
     """Characters of an answer's start that decide whether it opens with a name."""
     return max((len(n) for n in names), default=0) + 10
@@ -108,7 +122,7 @@ class LeadingNameFilter:
         self._held += piece
         while True:
             self._held = self._held.lstrip()
-            if len(self._held) < self._room:
+            if len(self._held) < self._room and _may_open_with_name(self._held, self._names):
                 return ""
             # A tag is never longer than the room held back: the match is already final.
             found = self._pattern.match(self._held) if self._pattern else None

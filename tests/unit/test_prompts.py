@@ -119,3 +119,14 @@ def test_a_cleaned_name_is_one_short_line_without_brackets(name: str) -> None:
     assert cleaned and cleaned == cleaned.strip() and len(cleaned) <= MAX_NAME_CHARS
     assert not any(c in cleaned for c in "[]\n\r\t")
     assert clean_name(cleaned) == cleaned
+
+
+def test_an_answer_that_cannot_open_with_a_name_is_shown_at_once() -> None:
+    # Held back until the end, a short answer arrived in one piece and did not stream.
+    names = ["a-member-with-a-long-display-name", "dave"]
+    unnamed = LeadingNameFilter(names)
+    assert unnamed.feed("th") == "th"
+    assert unnamed.feed("is is") == "is is"
+    held = LeadingNameFilter(names)
+    assert held.feed("[da") == ""
+    assert held.feed("ve] hi") + held.finish() == "hi"

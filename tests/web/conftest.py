@@ -20,7 +20,7 @@ import pytest
 
 from bot.metrics import Metrics
 from bot.services.container import Services
-from bot.services.moderation import CheckedMessage, Verdict
+from bot.services.moderation import CheckedMessage, Decision, Verdict
 from bot.settings import Settings
 from bot.storage import migrate
 from bot.storage.engine import SessionFactory, create_engine, create_session_factory
@@ -69,7 +69,7 @@ async def _seed(services: Services, sessions: SessionFactory) -> None:
         message = CheckedMessage(GUILD_ID, channel, 900 + index, 700 + index, "text")
         event = await moderation.record(Verdict(message, label, 0.95), settings)
         if index == 0:
-            await moderation.decide(event.id, "dismiss", 42)
+            await moderation.decide(event.id, Decision.DISMISS, 42)
     turns = ConversationStore(sessions)  # turns as the bot stores them for a Discord channel
     for role, text in [(Role.USER, "what is the plan"), (Role.ASSISTANT, "we ship on friday")]:
         await turns.add_turn(NewTurn(GUILD_ID, CHANNEL_ID, 5, "alice", role, text))
