@@ -11,6 +11,7 @@ from discord.ext import commands
 from bot.client import Bot
 from bot.cogs.first_use import first_use
 from bot.cogs.places import kind_of, location
+from bot.cogs.summarize import as_channel_message
 from bot.errors import InvalidInputError
 from bot.formatting import NO_MENTIONS, fit_embed, join_within, truncate
 from bot.services.catchup import READ_LIMIT, Catchup, Post, catch_up
@@ -25,15 +26,10 @@ def as_post(message: discord.Message) -> Post:
     """What catch-up needs of a Discord message."""
     replied = message.reference.resolved if message.reference else None
     return Post(
-        id=message.id,
+        as_channel_message(message),
         author_id=message.author.id,
-        author_name=message.author.display_name,
-        content=message.content,
-        created_at=message.created_at,
-        author_is_bot=message.author.bot,
         mentions=frozenset(message.raw_mentions),
         reply_to_author_id=replied.author.id if isinstance(replied, discord.Message) else None,
-        has_attachments_or_embeds=bool(message.attachments or message.embeds),
     )
 
 
@@ -42,8 +38,9 @@ def catchup_embed(result: Catchup, guild_id: int, channel_id: int, where: str) -
     base = f"https://discord.com/channels/{guild_id}/{channel_id}"
 
     def line(post: Post) -> str:
-        text = truncate(post.content, EXCERPT_CHARS) or "(attachment)"
-        return f"• **{post.author_name}** [→]({base}/{post.id}): {text}"
+        message = post.message
+        text = truncate(message.content, EXCERPT_CHARS) or "(attachment)"
+        return f"• **{message.author_name}** [→]({base}/{message.id}): {text}"
 
     if result.last_seen is not None:
         title = f"{_count(result.read, 'new message')} in this {where} since yours"

@@ -25,17 +25,13 @@ MAX_LISTED = 5
 
 @dataclass(frozen=True, slots=True)
 class Post:
-    """One channel message as catch-up sees it (built by the Discord glue)."""
+    """One channel message as catch-up sees it: the summarizer's view of it, plus who wrote
+    it and whom it is for (built by the Discord glue)."""
 
-    id: int
+    message: ChannelMessage
     author_id: int
-    author_name: str
-    content: str
-    created_at: datetime
-    author_is_bot: bool = False
     mentions: frozenset[int] = field(default_factory=frozenset)  # ids of members mentioned
     reply_to_author_id: int | None = None  # whose message it replies to, when known
-    has_attachments_or_embeds: bool = False
 
     def is_for(self, member_id: int) -> bool:
         """Whether it mentions or replies to ``member_id`` (and is not their own)."""
@@ -75,7 +71,7 @@ async def read_since_last(
     last_seen = None
     async for post in newest_first:
         if post.author_id == member_id:
-            last_seen = post.created_at
+            last_seen = post.message.created_at
             break
         posts.append(post)
         if len(posts) >= limit:
@@ -93,12 +89,12 @@ async def catch_up(
     shown_mine = mine[-MAX_FOR_YOU:]
     summary: ChannelSummary | None = None
     listed: list[Post] = []
-    written = [p for p in others if not p.author_is_bot and p.content.strip()]
+    written = [p for p in others if not p.message.author_is_bot and p.message.content.strip()]
     if len(written) <= MAX_LISTED:  # a few messages read faster as they are than summarised
         listed = written
     else:
         try:
-            summary = await summaries.summarize_messages([_as_channel_message(p) for p in others])
+            summary = await summaries.summarize_messages([p.message for p in others])
         except InvalidInputError:  # too little text to summarise: show the newest as they are
             listed = written[-MAX_LISTED:]
     unlisted = 0 if summary else len(others) - len(listed)
@@ -110,15 +106,4 @@ async def catch_up(
         summary=summary,
         listed=tuple(listed),
         unlisted=unlisted,
-    )
-
-
-def _as_channel_message(post: Post) -> ChannelMessage:
-    return ChannelMessage(
-        id=post.id,
-        author_name=post.author_name,
-        content=post.content,
-        created_at=post.created_at,
-        author_is_bot=post.author_is_bot,
-        has_attachments_or_embeds=post.has_attachments_or_embeds,
     )
