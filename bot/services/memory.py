@@ -17,6 +17,7 @@ import logging
 
 from bot.inference.engine import InferenceEngine
 from bot.services.prompts import conversation_prompt
+from bot.services.summaries import newest_fitting
 from bot.storage.records import ConversationSummary, Role, Turn
 from bot.storage.repositories import ChannelSettingsStore, ConversationStore
 
@@ -121,7 +122,7 @@ class ConversationMemory:
         turns, in_range = await self._turns.turns_between(
             guild_id, channel_id, after, through, MAX_FOLD_TURNS
         )
-        text = await self._summarize(old, newest_within(turns, MAX_FOLD_CHARS))
+        text = await self._summarize(old, newest_fitting(turns, MAX_FOLD_CHARS))
         if not text:
             log.warning("channel %s: the summary came back empty; kept the old one", channel_id)
             return True
@@ -155,19 +156,6 @@ class ConversationMemory:
             keep = max(1, len(text) * self._summary_tokens // tokens - 1)
             text = text[:keep].rsplit(" ", 1)[0] if " " in text[:keep] else text[:keep]
         return ""
-
-
-def newest_within(turns: list[Turn], limit: int) -> list[Turn]:
-    """The newest turns whose text fits ``limit`` characters (at least one)."""
-    kept: list[Turn] = []
-    size = 0
-    for turn in reversed(turns):
-        if kept and size + len(turn.content) > limit:
-            break
-        kept.append(turn)
-        size += len(turn.content)
-    kept.reverse()
-    return kept
 
 
 def _speaker(turn: Turn) -> str:

@@ -8,6 +8,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Protocol, TypeVar
 
 from bot.errors import InvalidInputError
 from bot.inference.engine import InferenceEngine
@@ -132,19 +133,34 @@ class SummaryService:
         )
 
 
+class _Written(Protocol):
+    @property
+    def content(self) -> str: ...
+
+
+W = TypeVar("W", bound=_Written)
+
+
+def newest_fitting(items: Sequence[W], limit: int) -> list[W]:
+    """The newest items whose texts fit ``limit`` characters together (at least one, whole),
+    oldest first."""
+    kept: list[W] = []
+    size = 0
+    for item in reversed(items):
+        if kept and size + len(item.content) > limit:
+            break
+        kept.append(item)
+        size += len(item.content)
+    kept.reverse()
+    return kept
+
+
 def newest_within(
     messages: Sequence[ChannelMessage], limit: int
 ) -> tuple[list[ChannelMessage], int]:
     """The newest messages whose text fits ``limit`` characters (at least one, cut to it),
     and how many older ones were left out."""
-    kept: list[ChannelMessage] = []
-    size = 0
-    for message in reversed(messages):
-        if kept and size + len(message.content) > limit:
-            break
-        kept.append(message)
-        size += len(message.content)
-    kept.reverse()
+    kept = newest_fitting(messages, limit)
     if kept and len(kept[0].content) > limit:  # one message longer than the whole budget
         kept[0] = dataclasses.replace(kept[0], content=kept[0].content[-limit:])
     return kept, len(messages) - len(kept)
