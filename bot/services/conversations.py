@@ -211,7 +211,7 @@ class ConversationService:
                 )
             )
         if self.memory is not None:  # after the answer, in the background
-            self.memory.schedule(speaker.guild_id, speaker.channel_id)
+            self.memory.schedule(speaker.guild_id, speaker.channel_id, speaker.parent_id)
 
     async def _prompt(self, speaker: Speaker) -> tuple[list[ChatMessage], list[str]]:
         """The messages for the model, and the names its answer must not open with."""

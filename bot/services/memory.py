@@ -56,12 +56,15 @@ class ConversationMemory:
         self._running: dict[int, asyncio.Task[None]] = {}
         self._again: set[int] = set()
 
-    def schedule(self, guild_id: int, channel_id: int) -> None:
-        """Refresh the channel's summary soon; while one runs, one more run follows it."""
+    def schedule(self, guild_id: int, channel_id: int, parent_id: int | None = None) -> None:
+        """Refresh the channel's summary soon; while one runs, one more run follows it.
+
+        ``parent_id``: the channel a thread follows (its persona is part of the window).
+        """
         if channel_id in self._running:
             self._again.add(channel_id)
             return
-        task = asyncio.create_task(self._refresh_while_asked(guild_id, channel_id))
+        task = asyncio.create_task(self._refresh_while_asked(guild_id, channel_id, parent_id))
         self._running[channel_id] = task
 
     async def idle(self) -> None:
@@ -81,13 +84,15 @@ class ConversationMemory:
         for channel_id in list(self._running):
             self.cancel(channel_id)
 
-    async def _refresh_while_asked(self, guild_id: int, channel_id: int) -> None:
+    async def _refresh_while_asked(
+        self, guild_id: int, channel_id: int, parent_id: int | None
+    ) -> None:
         try:
             retries = RETRIES
             while True:
                 self._again.discard(channel_id)
                 try:
-                    stored = await self.refresh(guild_id, channel_id)
+                    stored = await self.refresh(guild_id, channel_id, parent_id)
                 except Exception as error:  # chat goes on; the turns wait for the next refresh
                     log.warning("channel %s: summary refresh failed: %r", channel_id, error)
                     stored = True
@@ -99,12 +104,14 @@ class ConversationMemory:
         finally:
             self._running.pop(channel_id, None)
 
-    async def refresh(self, guild_id: int, channel_id: int) -> bool | None:
+    async def refresh(
+        self, guild_id: int, channel_id: int, parent_id: int | None = None
+    ) -> bool | None:
         """Fold the turns that fell out of the window into the summary.
 
         None: nothing fell out; True: stored; False: those turns changed meanwhile.
         """
-        settings = await self._channels.get(guild_id, channel_id)
+        settings = await self._channels.resolve(guild_id, channel_id, parent_id)
         memory = await self._turns.memory(guild_id, channel_id, self._history_window)
         recent, old = memory.recent, memory.summary
         if not recent:

@@ -177,10 +177,12 @@ async def test_refreshes_of_a_channel_are_coalesced(
     release = asyncio.Event()
     refresh = service.memory.refresh
 
-    async def slow_refresh(guild_id: int, channel_id: int) -> bool | None:
+    async def slow_refresh(
+        guild_id: int, channel_id: int, parent_id: int | None = None
+    ) -> bool | None:
         runs.append(channel_id)
         await release.wait()
-        return await refresh(guild_id, channel_id)
+        return await refresh(guild_id, channel_id, parent_id)
 
     service.memory.refresh = slow_refresh  # type: ignore[method-assign]
     service.memory.schedule(1, 10)
@@ -263,3 +265,18 @@ async def test_a_summary_saved_while_the_channel_is_reset_is_refused_or_deleted(
         )
 
         assert await store.summary(1, 10) is None
+
+
+async def test_a_threads_window_is_measured_with_the_persona_it_inherits(
+    engine: InferenceEngine, sessions: SessionFactory
+) -> None:
+    # The summary refresh measured a thread's window with the thread's own persona (none: the
+    # short default), not the long one it inherits and its answers are given, so turns that
+    # no longer fit the answers' window were never folded into its summary.
+    service = _service(engine, sessions)
+    await service.set_persona(1, 10, FILLER * 2)
+    in_thread = Speaker(1, 20, 501, "alice", parent_id=10)
+    for i in range(7):
+        await _say(service, in_thread, f"{i} we should ship the release on friday")
+
+    assert await service.summary(1, 20) is not None
