@@ -16,7 +16,7 @@ import torch
 
 from bot.errors import BusyError, InferenceError, InferenceTimeoutError, ModelUnavailableError
 from bot.inference.fairness import PriorityFairQueue, current_tenant, current_watch
-from bot.inference.loading import ModelLoadError, failure_reason
+from bot.inference.loading import ModelLoadError, failure_reason, settle_heap
 from bot.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -278,6 +278,7 @@ class ModelWorker(Generic[P, R]):
             wrapped = ModelLoadError(self.task.model_id, failure_reason(error))
             self._load_error, self._load_failed_at = wrapped, time.monotonic()
         else:
+            settle_heap()  # once per load, here, instead of in every later full collection
             self._loaded, self._load_error = True, None
             self.load_seconds = time.monotonic() - started
             log.info("%s model ready in %.1f s", self.role, self.load_seconds)
