@@ -56,6 +56,8 @@ class GuildSettingsRow(Base):
     exempt_channel_ids: Mapped[list[int]] = mapped_column(JSON, default=list)
     signals: Mapped[list[str] | None] = mapped_column(JSON)  # NULL: sentiment only
     label_thresholds: Mapped[dict[str, float] | None] = mapped_column(JSON)
+    temperature_level: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
+    slowmode_minutes: Mapped[int] = mapped_column(Integer, default=10, server_default="10")
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 

@@ -85,6 +85,10 @@ class GuildSettings:
     signals: frozenset[str] = frozenset({"sentiment"})
     # Per-label thresholds; a label without one uses ``threshold``.
     label_thresholds: Mapping[str, float] = field(default_factory=dict)
+    # The flagged share of a channel's recent messages that alerts moderators (0: off), and
+    # how long the alert's slowmode button slows the channel down.
+    temperature_level: float = 0.0
+    slowmode_minutes: int = 10
 
 
 @dataclass(frozen=True, slots=True)

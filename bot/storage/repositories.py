@@ -302,6 +302,8 @@ def _guild_settings(row: GuildSettingsRow) -> GuildSettings:
         exempt_channel_ids=frozenset(row.exempt_channel_ids or ()),
         signals=frozenset(row.signals) if row.signals is not None else frozenset({"sentiment"}),
         label_thresholds=dict(row.label_thresholds or {}),
+        temperature_level=row.temperature_level,
+        slowmode_minutes=row.slowmode_minutes,
     )
 
 

@@ -220,6 +220,8 @@ class FakeDiscord:
         self.interactions: dict[str, Interaction] = {}
         self.requests: list[RecordedRequest] = []
         self.reactions: list[tuple[int, int, str]] = []
+        # (channel id, slowmode seconds) of every channel edit the bot made, in order.
+        self.channel_edits: list[tuple[int, int]] = []
         self.failures: list[tuple[str, re.Pattern[str], int, float]] = []
         # Requests refused as Discord would refuse them (a test fails on any it did not expect).
         self.refused: list[tuple[RecordedRequest, list[str]]] = []
@@ -608,6 +610,7 @@ class FakeDiscord:
             "*", f"{api}/webhooks/{{app}}/{{token}}/messages/{{mid}}", self._webhook_message
         )
         r.add_get(f"{api}/channels/{{cid}}", self._get_channel)
+        r.add_patch(f"{api}/channels/{{cid}}", self._edit_channel)
         r.add_get(f"{api}/channels/{{cid}}/messages", self._history)
         r.add_post(f"{api}/channels/{{cid}}/messages", self._create_message)
         r.add_patch(f"{api}/channels/{{cid}}/messages/{{mid}}", self._edit_message)
@@ -909,6 +912,24 @@ class FakeDiscord:
             return json_response({"message": "Unknown Channel", "code": 10003}, 404)
         return json_response(channel)
 
+    async def _edit_channel(self, request: web.Request) -> web.Response:
+        """Slowmode (``rate_limit_per_user``, 0-21600 s) needs Manage Channels, as on Discord."""
+        channel_id = int(request.match_info["cid"])
+        channel = self.channels.get(channel_id)
+        if channel is None:
+            return json_response({"message": "Unknown Channel", "code": 10003}, 404)
+        if not self.member_permissions(int(self.bot_user["id"]), channel_id) & MANAGE_CHANNELS:
+            return json_response({"message": "Missing Permissions", "code": 50013}, 403)
+        body = request[BODY] or {}
+        unknown = set(body) - {"rate_limit_per_user"}
+        delay = body.get("rate_limit_per_user", channel.get("rate_limit_per_user", 0))
+        if unknown or not isinstance(delay, int) or not 0 <= delay <= 21600:
+            return json_response({"message": "Invalid Form Body", "code": 50035}, 400)
+        channel["rate_limit_per_user"] = delay
+        self.channel_edits.append((channel_id, delay))
+        await self.update_channel(channel_id)
+        return json_response(channel)
+
     async def _history(self, request: web.Request) -> web.Response:
         channel_id = int(request.match_info["cid"])
         needed = VIEW_CHANNEL | READ_MESSAGE_HISTORY
@@ -1032,9 +1053,11 @@ class FakeDiscord:
 
     # --- acting as users --------------------------------------------------------------
 
-    async def update_channel(self, channel_id: int) -> None:
-        """Tell the bot a channel changed, e.g. its overwrites (CHANNEL_UPDATE)."""
+    async def update_channel(self, channel_id: int, **fields: Any) -> None:
+        """Tell the bot a channel changed (CHANNEL_UPDATE), e.g. its overwrites, or ``fields``
+        a moderator changed in Discord's own app (``rate_limit_per_user=120``)."""
         channel = self.channels[channel_id]
+        channel.update(fields)
         event = "THREAD_UPDATE" if channel["type"] in THREAD_TYPES else "CHANNEL_UPDATE"
         await self.gateway.dispatch(event, channel)
 

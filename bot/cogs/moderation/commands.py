@@ -14,6 +14,7 @@ from discord.ext import commands
 from bot.client import Bot
 from bot.cogs.moderation.alerts import AlertBoard
 from bot.cogs.moderation.buttons import AlertDecisions
+from bot.cogs.moderation.heat import HeatAction, HeatButton, HeatedChannels
 from bot.cogs.moderation.listener import MessageChecks
 from bot.cogs.moderation.texts import settings_text, stats_text
 from bot.cogs.moderation.tuning import ConfirmTuning, proposals_text, replay_text, review_text
@@ -22,6 +23,7 @@ from bot.errors import InvalidInputError
 from bot.formatting import NO_MENTIONS
 from bot.services.backlog import RetryBacklog
 from bot.services.moderation import (
+    MAX_SLOWMODE_MINUTES,
     Decision,
     ModerationService,
     is_retriable,
@@ -49,6 +51,7 @@ class ModerationCog(commands.Cog, name=COG_NAME):
         self.alerts = AlertBoard()
         self.checks = MessageChecks(bot, bot.services.moderation, self.alerts)
         self.decisions = AlertDecisions(bot, bot.services.moderation, self.alerts)
+        self.heated = HeatedChannels(bot, bot.services.moderation)
 
     @property
     def backlog(self) -> RetryBacklog[discord.Message]:
@@ -59,15 +62,16 @@ class ModerationCog(commands.Cog, name=COG_NAME):
         return self.bot.services.moderation
 
     async def cog_load(self) -> None:
-        self.bot.add_dynamic_items(AlertButton)
+        self.bot.add_dynamic_items(AlertButton, HeatButton)
         self.bot.run_in_background(
             self.backlog.run(self.checks.check_once, is_retriable, self.bot.stopping),
             "moderation-retries",
         )
 
     async def cog_unload(self) -> None:
-        self.bot.remove_dynamic_items(AlertButton)
+        self.bot.remove_dynamic_items(AlertButton, HeatButton)
         self.backlog.stop()
+        self.heated.close()
 
     @commands.Cog.listener()
     async def on_guild_remove(self, guild: discord.Guild) -> None:
@@ -114,6 +118,8 @@ class ModerationCog(commands.Cog, name=COG_NAME):
         signals="Which signals flag a message: sentiment, emotions, toxicity (comma-separated)",
         label="A label to give its own threshold (e.g. toxic, insult, anger, negative)",
         label_threshold="That label's threshold (0-1; 0: use the threshold above again)",
+        temperature="Alert once when this % of a channel's recent messages are flagged (0: off)",
+        slowmode_minutes="How long the heated-channel alert's slowmode lasts (default 10)",
     )
     async def configure(
         self,
@@ -127,6 +133,8 @@ class ModerationCog(commands.Cog, name=COG_NAME):
         signals: app_commands.Range[str, 1, 100] | None = None,
         label: app_commands.Range[str, 1, 40] | None = None,
         label_threshold: app_commands.Range[float, 0.0, 1.0] | None = None,
+        temperature: app_commands.Range[int, 0, 100] | None = None,
+        slowmode_minutes: app_commands.Range[int, 1, MAX_SLOWMODE_MINUTES] | None = None,
     ) -> None:
         guild_id = _guild(interaction)
         if (label is None) != (label_threshold is None):
@@ -146,6 +154,8 @@ class ModerationCog(commands.Cog, name=COG_NAME):
             log_channel_id=log_channel.id if log_channel else None,
             dry_run=dry_run,
             use_emotions=emotions,
+            temperature_level=temperature / 100 if temperature is not None else None,
+            slowmode_minutes=slowmode_minutes,
         )
         await self._reply_settings(interaction, settings)
 
@@ -271,6 +281,11 @@ class ModerationCog(commands.Cog, name=COG_NAME):
         self, interaction: discord.Interaction, decision: Decision, event_id: int
     ) -> None:
         await self.decisions.handle(interaction, decision, event_id)
+
+    async def on_heat_button(
+        self, interaction: discord.Interaction, action: HeatAction, channel_id: int
+    ) -> None:
+        await self.heated.handle(interaction, action, channel_id)
 
 
 def _guild(interaction: discord.Interaction) -> int:

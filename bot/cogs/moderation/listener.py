@@ -14,6 +14,7 @@ from cachetools import TTLCache
 from bot.cogs.errors import report
 from bot.cogs.moderation.access import CANNOT_QUOTE, readers_can_see, resolve_channel
 from bot.cogs.moderation.alerts import AlertBoard
+from bot.cogs.moderation.heat import heat_embed, heat_view
 from bot.cogs.moderation.texts import alert_embed
 from bot.cogs.moderation.views import alert_view
 from bot.formatting import NO_MENTIONS
@@ -90,6 +91,17 @@ class DiscordActions:
 
     async def join_alert(self, key: AlertKey, event: ModerationEvent, outcome: str) -> bool:
         return await self._alerts.join(key, event.id, outcome)
+
+    async def post_heat_alert(
+        self, settings: GuildSettings, channel_id: int, share: float, checked: int
+    ) -> None:
+        channel = self._log_channel(settings)
+        assert channel is not None
+        await channel.send(
+            embed=heat_embed(channel_id, share, checked),
+            view=heat_view(channel_id),
+            allowed_mentions=NO_MENTIONS,
+        )
 
     async def post_cap_notice(self, settings: GuildSettings) -> None:
         channel = self._log_channel(settings)

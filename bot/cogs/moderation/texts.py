@@ -74,6 +74,13 @@ def settings_text(settings: GuildSettings, extra: str = "") -> str:
             ", ".join(f"{k} {v:.2f}" for k, v in sorted(settings.label_thresholds.items())[:20])
             or "none (every label uses the threshold)"
         ),
+        "Channel temperature: "
+        + (
+            f"alert at {settings.temperature_level:.0%} flagged, slowmode button lasts "
+            f"{settings.slowmode_minutes} min"
+            if settings.temperature_level > 0
+            else "off"
+        ),
         f"Log channel: {log_channel}",
     ]
     exempt = "\nExempt roles: {} - exempt channels: {}"

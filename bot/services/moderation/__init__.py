@@ -10,6 +10,7 @@ from bot.services.moderation.gate import (
 from bot.services.moderation.learning import LabelReview, Proposal
 from bot.services.moderation.service import (
     MAX_CHECKED_CHARS,
+    MAX_SLOWMODE_MINUTES,
     ActingFailedError,
     AlertKey,
     AlreadyDecidedError,
@@ -35,6 +36,7 @@ __all__ = [
     "BUTTON_TIMEOUT_MINUTES",
     "HOSTILE_EMOTIONS",
     "MAX_CHECKED_CHARS",
+    "MAX_SLOWMODE_MINUTES",
     "SIGNALS",
     "TOXICITY_LABELS",
     "ActingFailedError",

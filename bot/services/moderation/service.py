@@ -34,6 +34,7 @@ from bot.services.moderation.signals import (
     signal_of,
 )
 from bot.services.moderation.stats import ModerationStats, check_days, day_start, first_day
+from bot.services.moderation.temperature import ChannelTemperature
 from bot.storage.records import (
     UNDECIDED,
     GuildSettings,
@@ -49,6 +50,8 @@ log = logging.getLogger(__name__)
 MAX_CHECKED_CHARS = 2000
 # The most events one listing returns (the dashboard's table).
 MAX_LISTED_EVENTS = 500
+# The longest a heated channel's slowmode lasts before it is lifted again.
+MAX_SLOWMODE_MINUTES = 24 * 60
 
 
 def is_retriable(error: BaseException) -> bool:
@@ -132,6 +135,12 @@ class ModerationActions(Protocol):
         """Count ``event`` on the author's recent alert; False when there is none any more."""
         ...
 
+    async def post_heat_alert(
+        self, settings: GuildSettings, channel_id: int, share: float, checked: int
+    ) -> None:
+        """Tell moderators the channel is heated: ``share`` of its last ``checked`` flagged."""
+        ...
+
     async def post_cap_notice(self, settings: GuildSettings) -> None:
         """Say that further alerts this minute are recorded without being posted."""
         ...
@@ -155,6 +164,7 @@ class ModerationService:
         self._guilds = guilds
         self._events = events
         self.gate = gate or AlertGate()
+        self.temperature = ChannelTemperature()
         # Held only while someone changes a guild's exemptions; unused ones go by themselves.
         self._exempt_locks: weakref.WeakValueDictionary[int, asyncio.Lock] = (
             weakref.WeakValueDictionary()
@@ -163,6 +173,7 @@ class ModerationService:
     def forget_guild(self, guild_id: int) -> None:
         """Drop what is kept in memory for a guild the bot left."""
         self.gate.forget_guild(guild_id)
+        self.temperature.forget_guild(guild_id)
         self._guilds.forget_guild(guild_id)
 
     async def settings(self, guild_id: int) -> GuildSettings:
@@ -179,6 +190,14 @@ class ModerationService:
         minutes = changes.get("timeout_minutes")
         if minutes is not None and not 1 <= minutes <= 40320:
             raise InvalidInputError("A timeout lasts between 1 minute and 28 days (40320).")
+        level = changes.get("temperature_level")
+        if level is not None and not 0 <= level <= 1:
+            raise InvalidInputError("The temperature is a share of messages, 0-100 % (0: off).")
+        slowmode = changes.get("slowmode_minutes")
+        if slowmode is not None and not 1 <= slowmode <= MAX_SLOWMODE_MINUTES:
+            raise InvalidInputError(
+                f"The slowmode lasts between 1 and {MAX_SLOWMODE_MINUTES} minutes."
+            )
         return await self._guilds.update(
             guild_id, **{name: value for name, value in changes.items() if value is not None}
         )
@@ -230,6 +249,11 @@ class ModerationService:
 
     async def check(self, message: CheckedMessage) -> tuple[GuildSettings, Verdict | None]:
         """The guild's settings and, when the message passes a threshold, the verdict."""
+        settings, verdict, _ = await self._check(message)
+        return settings, verdict
+
+    async def _check(self, message: CheckedMessage) -> tuple[GuildSettings, Verdict | None, bool]:
+        """``check``, and whether the message was scored at all (not exempt, not empty)."""
         settings = await self._guilds.get(message.guild_id)
         text = message.content.strip()[:MAX_CHECKED_CHARS]
         if (
@@ -238,16 +262,16 @@ class ModerationService:
             or message.in_any_of(settings.exempt_channel_ids)
             or message.author_role_ids & settings.exempt_role_ids
         ):
-            return settings, None
+            return settings, None, False
         self._metrics.moderation_checks.inc()
         # Concurrent checks share model batches in each engine worker, ahead of bulk work.
         [scores] = await score_texts(self._engine, [text], active_signals(settings))
         await self._keep_scores(message, scores)
         label = flagging_label(settings, scores)
         if label is None:
-            return settings, None
+            return settings, None, True
         self._metrics.moderation_flags.labels(label).inc()
-        return settings, Verdict(message, label, scores[label], scores)
+        return settings, Verdict(message, label, scores[label], scores), True
 
     async def _keep_scores(self, message: CheckedMessage, scores: dict[str, float]) -> None:
         if self.history is None:
@@ -301,12 +325,14 @@ class ModerationService:
         Before the flag is stored, only errors worth a retry (``is_retriable``) are raised as
         they are; once it is stored, a failure raises ActingFailedError and is never retried.
         """
-        settings, verdict = await self.check(message)
-        if verdict is None:
-            return None
+        settings, verdict, scored = await self._check(message)
         # Stored first, so that a flag is never lost: nothing was done yet, so a failure
         # here is tried again like a failed check.
-        event = await self.record(verdict, settings)
+        event = await self.record(verdict, settings) if verdict is not None else None
+        if scored:  # after the flag is stored: a retried check is not counted twice
+            await self._take_temperature(message, settings, event is not None, actions)
+        if verdict is None or event is None:
+            return None
         try:
             outcome = await self._act(settings, event, actions)
             if actions.can_alert(settings):
@@ -315,6 +341,25 @@ class ModerationService:
         except Exception as error:
             raise ActingFailedError(event) from error
         return event
+
+    async def _take_temperature(
+        self,
+        message: CheckedMessage,
+        settings: GuildSettings,
+        flagged: bool,
+        actions: ModerationActions,
+    ) -> None:
+        """Count the message in its channel's temperature; alert once when it heats up."""
+        guild_id, channel_id = message.guild_id, message.channel_id
+        heated = self.temperature.observe(guild_id, channel_id, flagged, settings.temperature_level)
+        if not heated or not actions.can_alert(settings):
+            return
+        share = self.temperature.share(guild_id, channel_id)
+        checked = self.temperature.checked(guild_id, channel_id)
+        try:
+            await actions.post_heat_alert(settings, channel_id, share, checked)
+        except Exception as error:  # the channel's flags still go on as usual
+            log.warning("could not post a heat alert for channel %s: %s", channel_id, error)
 
     async def _act(
         self, settings: GuildSettings, event: ModerationEvent, actions: ModerationActions
