@@ -61,7 +61,8 @@ class ConversationMemory:
 
         ``parent_id``: the channel a thread follows (its persona is part of the window).
         """
-        if channel_id in self._running:
+        running = self._running.get(channel_id)
+        if running is not None and not running.cancelling():  # a cancelled one runs no more
             self._again.add(channel_id)
             return
         task = asyncio.create_task(self._refresh_while_asked(guild_id, channel_id, parent_id))
@@ -102,7 +103,8 @@ class ConversationMemory:
                 if channel_id not in self._again:
                     return
         finally:
-            self._running.pop(channel_id, None)
+            if self._running.get(channel_id) is asyncio.current_task():
+                del self._running[channel_id]
 
     async def refresh(
         self, guild_id: int, channel_id: int, parent_id: int | None = None

@@ -153,3 +153,21 @@ async def test_a_bot_without_manage_channels_says_so_and_the_channel_stays_as_it
     assert clicked.ephemeral and "missing the Manage Channels permission" in text
     assert fake.channels[fake.general].get("rate_limit_per_user", 0) == 0
     assert "heat:slowmode" in " ".join(buttons(alert))  # still there to try again
+
+
+async def test_a_stricter_slowmode_is_not_loosened(
+    bots: BotRunner, discord_server: LoopbackDiscord
+) -> None:
+    fake = discord_server.fake
+    keeper = add_keeper(discord_server)
+    fake.channels[fake.general]["rate_limit_per_user"] = 120
+    world, _ = await world_and_bot(bots, discord_server)
+    await world.enable(discord_server, temperature=50)
+    alert = await heat_up(world, discord_server, fake.general)
+
+    clicked = await fake.click(alert, f"heat:slowmode:{fake.general}", user=keeper)
+    await discord_server.wait_for(lambda: len(buttons(alert)) == 2, what="the button used")
+
+    assert fake.channel_edits == [] and not clicked.followups
+    assert fake.channels[fake.general]["rate_limit_per_user"] == 120
+    assert alert["embeds"][0]["fields"][0]["value"].startswith("left at 120 s")

@@ -280,3 +280,32 @@ async def test_a_threads_window_is_measured_with_the_persona_it_inherits(
         await _say(service, in_thread, f"{i} we should ship the release on friday")
 
     assert await service.summary(1, 20) is not None
+
+
+async def test_a_refresh_asked_for_right_after_a_reset_still_runs(
+    engine: InferenceEngine, sessions: SessionFactory
+) -> None:
+    # A reset cancels the channel's refresh; an answer right after it asked for a new one
+    # while the cancelled task was still unwinding, and that request was lost.
+    service = _service(engine, sessions)
+    assert service.memory is not None
+    memory = service.memory
+    runs: list[int] = []
+    release = asyncio.Event()
+
+    async def slow_refresh(
+        guild_id: int, channel_id: int, parent_id: int | None = None
+    ) -> bool | None:
+        runs.append(channel_id)
+        await release.wait()
+        return None
+
+    memory.refresh = slow_refresh  # type: ignore[method-assign]
+    memory.schedule(1, 10)
+    await asyncio.sleep(0)  # the first refresh is running
+    memory.cancel(10)  # /reset
+    memory.schedule(1, 10)  # the next answer, before the cancelled task has unwound
+    release.set()
+    await memory.idle()
+
+    assert runs == [10, 10]

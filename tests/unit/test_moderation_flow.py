@@ -67,6 +67,11 @@ class RecordingActions:
     async def post_cap_notice(self, settings: GuildSettings) -> None:
         self.calls.append("cap")
 
+    async def post_heat_alert(
+        self, settings: GuildSettings, channel_id: int, share: float, checked: int
+    ) -> None:
+        self.calls.append(f"heat {channel_id} {share:.2f} of {checked}")
+
 
 def _service(engine: InferenceEngine, sessions: SessionFactory) -> ModerationService:
     return ModerationService(engine, GuildSettingsStore(sessions), ModerationEventStore(sessions))
@@ -158,3 +163,18 @@ async def test_a_busy_model_raises_before_anything_is_recorded(
         await service.process(_message(NEGATIVE[0]), actions)
     assert actions.calls == []
     assert (await service.stats(GUILD, 1)).total == 0
+
+
+async def test_a_heated_channel_is_alerted_once_when_the_flag_that_heats_it_is_stored(
+    engine: InferenceEngine, sessions: SessionFactory
+) -> None:
+    service = _service(engine, sessions)
+    await service.configure(GUILD, moderation_enabled=True, threshold=0.8, temperature_level=0.5)
+    actions = RecordingActions()
+    for index, text in enumerate(POSITIVE[:4] + NEGATIVE):
+        await service.process(_message(text, 100 + index, author=500 + index), actions)
+
+    heat = [call for call in actions.calls if call.startswith("heat")]
+    assert heat == ["heat 10 0.50 of 8"]  # 4 calm, then the 4th hostile message of 8
+    at = actions.calls.index(heat[0])
+    assert actions.calls[at - 1 : at + 3] == ["post 3 done", heat[0], "apply log", "post 4 done"]

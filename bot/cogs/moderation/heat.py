@@ -8,7 +8,6 @@ import re
 import time
 import weakref
 from enum import Enum
-from typing import Protocol, runtime_checkable
 
 import discord
 from discord import app_commands
@@ -17,7 +16,7 @@ from bot.cogs.errors import report, send_ephemeral
 from bot.cogs.moderation.access import resolve_channel
 from bot.cogs.moderation.alerts import copy_embed
 from bot.cogs.moderation.buttons import ActionFailedError
-from bot.cogs.moderation.views import COG_NAME
+from bot.cogs.moderation.views import button_handler
 from bot.errors import InvalidInputError
 from bot.formatting import NO_MENTIONS
 from bot.services.moderation import ModerationService, temperature
@@ -45,15 +44,6 @@ class HeatAction(Enum):
         return next(action for action in cls if action.key == key)
 
 
-@runtime_checkable
-class HeatButtonHandler(Protocol):
-    """The cog answering heated-channel buttons."""
-
-    async def on_heat_button(
-        self, interaction: discord.Interaction, action: HeatAction, channel_id: int
-    ) -> None: ...
-
-
 class HeatButton(
     discord.ui.DynamicItem[discord.ui.Button[discord.ui.View]],
     template=r"heat:(?P<action>slowmode|note|dismiss):(?P<channel_id>[0-9]+)",
@@ -79,9 +69,8 @@ class HeatButton(
         return cls(HeatAction.from_key(match["action"]), int(match["channel_id"]))
 
     async def callback(self, interaction: discord.Interaction) -> None:
-        cog = getattr(interaction.client, "get_cog", lambda _: None)(COG_NAME)
-        assert isinstance(cog, HeatButtonHandler)
-        await cog.on_heat_button(interaction, self.action, self.channel_id)
+        handler = button_handler(interaction)
+        await handler.on_heat_button(interaction, self.action, self.channel_id)
 
 
 def heat_view(channel_id: int, done: frozenset[HeatAction] = frozenset()) -> discord.ui.View:
@@ -174,6 +163,8 @@ class HeatedChannels:
                 await channel.send(COOL_DOWN_NOTE, allowed_mentions=NO_MENTIONS)
                 return by
             if action is HeatAction.SLOWMODE:
+                if channel.slowmode_delay >= SLOWMODE_S:  # never loosen a stricter one
+                    return f"left at {channel.slowmode_delay} s, already that slow ({by})"
                 minutes = (await self._service.settings(guild.id)).slowmode_minutes
                 await channel.edit(
                     slowmode_delay=SLOWMODE_S, reason=f"heated channel, {member} ({member.id})"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Protocol, runtime_checkable
+from typing import Any
 
 import discord
 
@@ -18,13 +18,11 @@ _STYLES = {
 _DECISIONS = "|".join(decision.value for decision in Decision)
 
 
-@runtime_checkable
-class AlertButtonHandler(Protocol):
-    """The cog answering alert buttons."""
-
-    async def on_alert_button(
-        self, interaction: discord.Interaction, decision: Decision, event_id: int
-    ) -> None: ...
+def button_handler(interaction: discord.Interaction) -> Any:
+    """The moderation cog, which answers its persistent buttons (``on_..._button``)."""
+    cog = getattr(interaction.client, "get_cog", lambda _: None)(COG_NAME)
+    assert cog is not None, "the moderation cog is not loaded"
+    return cog
 
 
 class AlertButton(
@@ -54,9 +52,8 @@ class AlertButton(
         return cls(Decision.from_key(match["decision"]), int(match["event_id"]))
 
     async def callback(self, interaction: discord.Interaction) -> None:
-        cog = getattr(interaction.client, "get_cog", lambda _: None)(COG_NAME)
-        assert isinstance(cog, AlertButtonHandler)
-        await cog.on_alert_button(interaction, self.decision, self.event_id)
+        handler = button_handler(interaction)
+        await handler.on_alert_button(interaction, self.decision, self.event_id)
 
 
 def alert_view(event_id: int) -> discord.ui.View:
